@@ -1,0 +1,85 @@
+"""``create_app``: the Starlette application, its routes, and the one place errors become responses."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from mock_server import handlers
+from mock_server.backend import BriaBackend
+from mock_server.config import Settings
+from mock_server.errors import BriaError, ImageNotFound, MethodNotAllowed, ServerError, error_for_code
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+logger = logging.getLogger("mock_server")
+
+ADMIN_PREFIX = "/bria-mock"
+
+ROUTES = [
+    Route("/v2/image/edit/remove_background", handlers.remove_background, methods=["POST"]),
+    Route("/v2/image/edit/replace_background", handlers.replace_background, methods=["POST"]),
+    Route("/v2/status/{request_id}", handlers.status, methods=["GET"]),
+    Route("/results/{name}", handlers.result_image, methods=["GET"]),
+    Route("/samples/{name}", handlers.sample_image, methods=["GET"]),
+    Route("/openapi.json", handlers.openapi_document, methods=["GET"]),
+    Route(f"{ADMIN_PREFIX}/health", handlers.health, methods=["GET"]),
+]
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """A new fake. Settings come from ``settings`` or, when omitted, from ``BRIA_MOCK_*`` variables."""
+    settings = settings if settings is not None else Settings.from_env()
+    backend = BriaBackend(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app.state.loop = asyncio.get_running_loop()  # for thread-safe calls from tests (ServerThread)
+        yield
+        await backend.aclose()
+
+    app = Starlette(
+        routes=ROUTES,
+        lifespan=lifespan,
+        exception_handlers={
+            BriaError: bria_error_response,
+            HTTPException: http_error_response,
+            Exception: crash_response,
+        },
+    )
+    app.state.backend = backend
+    return app
+
+
+async def bria_error_response(request: Request, exc: Exception) -> Response:
+    """Render any ``BriaError`` in the vendor's envelope (or the status service's own 404 body)."""
+    assert isinstance(exc, BriaError)
+    body = exc.body(handlers.request_id_of(request))
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+async def http_error_response(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (no such route, wrong method) in the same envelope."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        error: BriaError = ImageNotFound(f"no route {request.method} {request.url.path}")
+    elif exc.status_code == 405:
+        error = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}", headers=exc.headers)
+    else:
+        error = error_for_code(exc.status_code, str(exc.detail))
+    return await bria_error_response(request, error)
+
+
+async def crash_response(request: Request, exc: Exception) -> Response:
+    """A bug in the fake: still the envelope, never a bare traceback (the server log has it)."""
+    logger.error("bria-mock crashed on %s %s", request.method, request.url.path, exc_info=exc)
+    return await bria_error_response(request, ServerError(f"bria-mock internal error: {type(exc).__name__}"))

@@ -1,0 +1,213 @@
+"""The fake's state and rules: one ``BriaBackend`` per app, on ``app.state.backend``.
+
+Handlers parse HTTP and call these methods; everything that decides an answer lives here
+or in the modules it calls, and every failure is raised as a ``BriaError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hmac
+import logging
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+from urllib.parse import urlsplit
+
+from PIL import Image
+from starlette.concurrency import run_in_threadpool
+
+from mock_server import samples
+from mock_server.config import Settings
+from mock_server.errors import (
+    BadRequest,
+    DownloadFailed,
+    ImageNotFound,
+    JobNotFound,
+    Unauthorized,
+    error_for_code,
+    error_object,
+)
+from mock_server.inputs import decode_base64, decode_image, url_scheme
+from mock_server.jobs import Clock, Job, JobState, JobStore, Outcome, Progression
+from mock_server.operations import REMOVE_BACKGROUND, ImageLoader, Plan
+from mock_server.triggers import JOB_FAILURE_TOKENS, NOT_FOUND_HOST, is_trigger_token, token_error
+
+logger = logging.getLogger("mock_server")
+
+RESULTS_PATH = "/results/"
+SAMPLES_PATH = "/samples/"
+# How long a due status poll waits for processing still under way before answering IN_PROGRESS.
+PROCESSING_TIMEOUT_SECONDS = 60.0
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+@dataclasses.dataclass(frozen=True)
+class Call:
+    """What the backend needs to know about the HTTP request it serves."""
+
+    request_id: str
+    token: str
+    base_url: str  # where the fake is reached: the base of every URL it hands out
+
+
+class BriaBackend:
+    """Jobs, result images, auth and input resolution for one app."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.clock = Clock()
+        self.progression = Progression(polls=settings.progress_polls, seconds=settings.progress_seconds)
+        self.jobs = JobStore(self.clock, ttl=settings.job_ttl_seconds, max_jobs=settings.max_jobs)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def reset(self) -> None:
+        """Forget every job and result, as if newly started (settings stay)."""
+        for task in self._tasks:
+            task.cancel()
+        self._tasks.clear()
+        self.jobs.clear()
+
+    async def aclose(self) -> None:
+        """Cancel background processing at shutdown."""
+        tasks = list(self._tasks)
+        self.reset()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # --- auth -------------------------------------------------------------------------
+
+    def authenticate(self, token: str | None) -> str:
+        """The caller's token, or 401; a trigger token raises its error here."""
+        if not token:
+            raise Unauthorized("api_token: the header is missing or empty")
+        if self.settings.tokens and not is_trigger_token(token) and not self._accepted(token):
+            raise Unauthorized("api_token: this token is not accepted")
+        forced = token_error(token)
+        if forced is not None:
+            raise forced
+        return token
+
+    def _accepted(self, token: str) -> bool:
+        # Constant-time comparison: how fast a wrong token fails must not tell what is right.
+        return any(hmac.compare_digest(token.encode(), known.encode()) for known in self.settings.tokens)
+
+    # --- submitting -------------------------------------------------------------------
+
+    def loader(self, call: Call) -> ImageLoader:
+        """The image loader for one request: its own URLs (by its Host) resolve locally."""
+        local_hosts = _LOOPBACK_HOSTS | ({_host(call.base_url), _host(self.settings.public_url)} - {""})
+        return partial(self._load_image, local_hosts=local_hosts)
+
+    def _load_image(self, value: str, field: str, *, endpoint: str, local_hosts: frozenset[str]) -> Image.Image:
+        data = self._image_bytes(value, field, local_hosts)
+        formats = {"JPEG", "PNG", "WEBP"}
+        if endpoint == REMOVE_BACKGROUND and not self.settings.rmbg_accept_webp:
+            formats.discard("WEBP")
+        return decode_image(data, field, formats=formats, max_pixels=self.settings.max_image_pixels)
+
+    async def submit(
+        self, call: Call, endpoint: str, sync: bool, prepare: Callable[[], Plan]
+    ) -> tuple[int, dict[str, Any]]:
+        """Accept a request: 200 with the result when ``sync``, else 202 and process in the background."""
+        plan = await run_in_threadpool(prepare)
+        job = self.jobs.create(call.request_id, endpoint)
+        if sync:
+            job.outcome = await run_in_threadpool(self._finish, call, plan)
+            return 200, self._sync_body(job)
+        job.task = asyncio.get_running_loop().create_task(self._process(call, job, plan))
+        self._tasks.add(job.task)
+        job.task.add_done_callback(self._tasks.discard)
+        return 202, {"request_id": job.request_id, "status_url": f"{call.base_url}/v2/status/{job.request_id}"}
+
+    async def _process(self, call: Call, job: Job, plan: Plan) -> None:
+        try:
+            job.outcome = await run_in_threadpool(self._finish, call, plan)
+        except Exception:  # a bug must not lose the job: it ends UNKNOWN, as a real 500 would
+            logger.exception("bria-mock failed while processing job %s", job.request_id)
+            job.outcome = Outcome(JobState.UNKNOWN, error=error_object(500, "processing failed"))
+        finally:
+            job.task = None
+
+    def _finish(self, call: Call, plan: Plan) -> Outcome:
+        forced = JOB_FAILURE_TOKENS.get(call.token)
+        if forced is not None:
+            return Outcome(forced, error=error_object(500, f"job failure forced by trigger token {call.token}"))
+        image = plan.render()
+        if plan.output_unsafe:
+            details = "visual_output_content_moderation: the result failed content moderation"
+            return Outcome(JobState.ERROR, error=error_object(422, details))
+        result = {"image_url": f"{call.base_url}{RESULTS_PATH}{call.request_id}.png", **plan.result_fields}
+        return Outcome(JobState.COMPLETED, result=result, image=image)
+
+    def _sync_body(self, job: Job) -> dict[str, Any]:
+        outcome = job.outcome
+        assert outcome is not None
+        if outcome.state is JobState.COMPLETED:
+            return {"result": outcome.result, "request_id": job.request_id}
+        error = outcome.error or {}
+        raise error_for_code(int(error.get("code", 500)), str(error.get("details", "")))
+
+    # --- status and results -----------------------------------------------------------
+
+    async def status(self, request_id: str) -> dict[str, Any]:
+        """The status service's body for one poll (which counts toward the job's progression).
+
+        When the progression says the job is due but its processing is still running, the
+        poll waits for it: how many polls a job takes never depends on the machine's speed.
+        """
+        job = self.jobs.get(request_id)
+        if job is None:
+            raise JobNotFound(f"no job {request_id}")
+        due = self.progression.due(job, self.clock.now())
+        if due and job.outcome is None and job.task is not None:
+            await asyncio.wait({job.task}, timeout=PROCESSING_TIMEOUT_SECONDS)
+        if not due or job.outcome is None:
+            return {"request_id": request_id, "status": JobState.IN_PROGRESS.value}
+        body: dict[str, Any] = {"request_id": request_id, "status": job.outcome.state.value}
+        if job.outcome.result is not None:
+            body["result"] = job.outcome.result
+        if job.outcome.error is not None:
+            body["error"] = job.outcome.error
+        return body
+
+    def result_image(self, name: str) -> bytes | None:
+        """The bytes behind ``/results/<request_id>.png``; None once the job is gone."""
+        job = self.jobs.get(name.removesuffix(".png")) if name.endswith(".png") else None
+        return job.outcome.image if job and job.outcome else None
+
+    # --- reading image URLs -------------------------------------------------------------
+
+    def _image_bytes(self, value: str, field: str, local_hosts: frozenset[str]) -> bytes:
+        scheme = url_scheme(value)
+        if scheme is None:
+            return decode_base64(value, field)
+        if scheme not in {"http", "https"}:
+            raise BadRequest(f"{field}: only http and https URLs are supported, not {scheme}")
+        return self._fetch(value, field, local_hosts)
+
+    def _fetch(self, url: str, field: str, local_hosts: frozenset[str]) -> bytes:
+        """Resolve a URL without the network: the fake's own results and samples, else 404/460."""
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        if not host:
+            raise BadRequest(f"{field}: the URL has no host")
+        if host == NOT_FOUND_HOST:
+            raise ImageNotFound(f"{field}: no image at {url}")
+        if host in local_hosts:
+            data = self._local_resource(parts.path)
+            if data is None:
+                raise ImageNotFound(f"{field}: no image at {url}")
+            return data
+        raise DownloadFailed(f"{field}: could not download {url} (bria-mock does not fetch remote URLs)")
+
+    def _local_resource(self, path: str) -> bytes | None:
+        if path.startswith(RESULTS_PATH):
+            return self.result_image(path.removeprefix(RESULTS_PATH))
+        if path.startswith(SAMPLES_PATH):
+            return samples.sample(path.removeprefix(SAMPLES_PATH))
+        return None
+
+
+def _host(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()

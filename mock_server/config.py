@@ -1,0 +1,80 @@
+"""Settings of the fake: defaults, environment variables (prefix ``BRIA_MOCK_``) and overrides.
+
+Settings are read when an app is created (``Settings.from_env()``), never at import.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any
+
+ENV_PREFIX = "BRIA_MOCK_"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything that changes how the fake behaves. Each field is also ``BRIA_MOCK_<FIELD>``."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Base of every absolute URL the fake hands out (status_url, image_url). Empty: taken
+    # from each request's own scheme and Host header, which is right unless behind a proxy.
+    public_url: str = ""
+    # Accepted api_token values; empty accepts any non-empty token.
+    tokens: tuple[str, ...] = ()
+    # A job answers IN_PROGRESS to this many status polls and for at least this many seconds.
+    progress_polls: int = 1
+    progress_seconds: float = 0.0
+    # Jobs (and their result images) expire this long after they were accepted ...
+    job_ttl_seconds: float = 3600.0
+    # ... or earlier when more than this many jobs are kept: the oldest go first.
+    max_jobs: int = 10_000
+    # Request bodies over this many bytes are refused with 413 before they are read whole.
+    max_body_bytes: int = 16 * 1024 * 1024
+    # Images declaring more pixels than this are refused with 415 before they are decoded.
+    max_image_pixels: int = 64_000_000
+    # The remove_background page says JPEG and PNG only; its field list says WEBP too.
+    rmbg_accept_webp: bool = True
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then ``BRIA_MOCK_*`` variables, then explicit overrides (``None`` is ignored)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            raw = environ.get(ENV_PREFIX + field.name.upper())
+            if raw is not None:
+                values[field.name] = _parse(field, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+
+def _parse(field: dataclasses.Field[Any], raw: str) -> Any:
+    kind = field.type
+    try:
+        if kind == "bool":
+            return _parse_bool(raw)
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{ENV_PREFIX}{field.name.upper()}={raw!r}: {exc}") from None
+    if kind == "tuple[str, ...]":
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    return raw
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true or false")

@@ -1,0 +1,138 @@
+"""The JSON Schemas in ``schemas/``: loaded once, used to validate requests and responses.
+
+The schema files are the single source of truth. Installed, they live in
+``mock_server/schemas``; in a source checkout, in the ``schemas/`` folder beside the package.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft7Validator
+from jsonschema.exceptions import ValidationError
+
+from mock_server.errors import BadRequest
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def schema_dir() -> Path:
+    """Where the schema files are: inside the installed package, else in the source checkout."""
+    for candidate in (_PACKAGE_DIR / "schemas", _PACKAGE_DIR.parent / "schemas"):
+        if (candidate / "error.json").is_file():
+            return candidate
+    raise FileNotFoundError("bria-mock's schemas/ folder is missing from this installation")
+
+
+def schema_names() -> list[str]:
+    """Every schema's name: its file name without ``.json``."""
+    return sorted(path.stem for path in schema_dir().glob("*.json"))
+
+
+@functools.cache
+def load_schema(name: str) -> Mapping[str, Any]:
+    """The schema ``schemas/<name>.json`` as a dict (cached: do not mutate it)."""
+    with (schema_dir() / f"{name}.json").open(encoding="utf-8") as handle:
+        schema: dict[str, Any] = json.load(handle)
+    Draft7Validator.check_schema(schema)
+    return schema
+
+
+@functools.cache
+def validator(name: str) -> Draft7Validator:
+    """A validator for one schema, built once per process."""
+    return Draft7Validator(load_schema(name))
+
+
+def validate_request(name: str, body: Any) -> None:
+    """Raise :class:`BadRequest` naming the field when ``body`` breaks the request schema."""
+    errors = list(validator(name).iter_errors(body))
+    if errors:
+        raise BadRequest(describe(min(errors, key=_specificity)))
+
+
+def response_errors(name: str, body: Any) -> list[str]:
+    """Every way ``body`` breaks the response schema ``name``; empty when it conforms."""
+    return [describe(error) for error in validator(name).iter_errors(body)]
+
+
+def describe(error: ValidationError) -> str:
+    """``"<field>: <problem>"`` for a validation error, with the schema's own wording where it has one."""
+    custom = error.schema.get("errorMessage", {}) if isinstance(error.schema, dict) else {}
+    if str(error.validator) in custom:
+        # The schema words the rule itself (e.g. "exactly one of prompt and ref_images").
+        return str(custom[str(error.validator)])
+    field = _field_name(error.absolute_path) or _missing_field(error) or "body"
+    return f"{field}: {_short_message(error)}"
+
+
+def _specificity(error: ValidationError) -> tuple[int, int]:
+    """Field-level problems first; at the root, a wrong type, then a missing field, then rules."""
+    root_order = {"type": 0, "required": 1}
+    return (0 if error.absolute_path else 1, root_order.get(str(error.validator), 2))
+
+
+def _field_name(path: Iterable[Any]) -> str:
+    parts = ""
+    for part in path:
+        parts += f"[{part}]" if isinstance(part, int) else (f".{part}" if parts else str(part))
+    return parts
+
+
+def _missing_field(error: ValidationError) -> str:
+    if error.validator == "required":
+        # jsonschema's message is "'image' is a required property"; the name is its first quoted word.
+        return str(error.message).split("'")[1] if error.message.count("'") >= 2 else ""
+    return ""
+
+
+def _short_message(error: ValidationError) -> str:
+    if error.validator == "required":
+        return "this field is required"
+    if error.validator == "type":
+        return f"expected {_types(error.validator_value)}, got {_json_type(error.instance)}"
+    if error.validator == "enum":
+        return f"must be one of {', '.join(str(value) for value in error.validator_value)}"  # type: ignore[union-attr]
+    return str(error.message)
+
+
+def _types(value: Any) -> str:
+    return " or ".join(value) if isinstance(value, list) else str(value)
+
+
+def _json_type(instance: Any) -> str:
+    for name in ("boolean", "integer", "number", "string", "array", "object", "null"):
+        if Draft7Validator.TYPE_CHECKER.is_type(instance, name):
+            return name
+    return type(instance).__name__
+
+
+@functools.cache
+def defaults(name: str) -> Mapping[str, Any]:
+    """The documented default of every field of a request schema that has one."""
+    properties = load_schema(name).get("properties", {})
+    return {field: spec["default"] for field, spec in properties.items() if "default" in spec}
+
+
+def with_defaults(name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    """A validated request body with documented defaults filled in; ``null`` counts as absent."""
+    present = {field: value for field, value in body.items() if value is not None}
+    return {**defaults(name), **present}
+
+
+def response_schema(operation: str, status_code: int, body: Any) -> str:
+    """The schema a response must conform to, by operation and status code.
+
+    ``operation`` is ``remove_background``, ``replace_background`` or ``status``.
+    """
+    if operation == "status":
+        if status_code == 200 and isinstance(body, dict):
+            return f"status.{str(body.get('status', '')).lower()}"
+        return "status.not_found" if status_code == 404 and body == {"status": "NOT_FOUND"} else "error"
+    if status_code == 200:
+        return f"{operation}.200"
+    return "accepted.202" if status_code == 202 else "error"

@@ -1,0 +1,152 @@
+"""Vendor-named errors and the one place that turns them into Bria's error envelope."""
+
+from __future__ import annotations
+
+import http
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+# Bria's own status code: not in the IANA registry, so http.HTTPStatus does not know it.
+DOWNLOAD_FAILED = 460
+_REASONS = {DOWNLOAD_FAILED: "Failed to download image"}
+
+
+def reason_phrase(status_code: int) -> str:
+    """The standard reason phrase for a status code (460: Bria's "Failed to download image")."""
+    if status_code in _REASONS:
+        return _REASONS[status_code]
+    try:
+        return http.HTTPStatus(status_code).phrase
+    except ValueError:
+        return "Error"
+
+
+def error_object(status_code: int, details: str) -> dict[str, Any]:
+    """The ``error`` member of the envelope (and of a status body in ERROR)."""
+    return {"code": status_code, "message": reason_phrase(status_code), "details": details}
+
+
+def envelope(status_code: int, details: str, request_id: str) -> dict[str, Any]:
+    """Bria's error body: ``{"error": {"code", "message", "details"}, "request_id"}``."""
+    return {"error": error_object(status_code, details), "request_id": request_id}
+
+
+class BriaError(Exception):
+    """Base of every error the fake answers with; the app's exception handler renders it.
+
+    ``details`` is the human-readable explanation that ends up in ``error.details``;
+    it names the offending field where there is one.
+    """
+
+    status_code: ClassVar[int] = 500
+
+    def __init__(self, details: str, *, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(details)
+        self.details = details
+        self.headers = dict(headers or {})
+
+    def body(self, request_id: str) -> dict[str, Any]:
+        """The JSON body to send; the envelope unless a subclass documents otherwise."""
+        return envelope(self.status_code, self.details, request_id)
+
+
+class BadRequest(BriaError):
+    """400: missing or invalid parameters."""
+
+    status_code = 400
+
+
+class Unauthorized(BriaError):
+    """401: missing or invalid ``api_token``."""
+
+    status_code = 401
+
+
+class Forbidden(BriaError):
+    """403: the token is valid but not entitled (billing, plan or quota)."""
+
+    status_code = 403
+
+
+class ImageNotFound(BriaError):
+    """404: the image could not be found at the provided URL, or the route does not exist."""
+
+    status_code = 404
+
+
+class MethodNotAllowed(BriaError):
+    """405: the route exists but not for this method."""
+
+    status_code = 405
+
+
+class PayloadTooLarge(BriaError):
+    """413: the request body is over the configured limit."""
+
+    status_code = 413
+
+
+class UnsupportedMediaType(BriaError):
+    """415: the image's file type or colour mode is not supported, or it cannot be decoded."""
+
+    status_code = 415
+
+
+class ModerationFailed(BriaError):
+    """422: a content-moderation check failed; ``details`` names which one."""
+
+    status_code = 422
+
+
+class TooManyRequests(BriaError):
+    """429: request limit exceeded."""
+
+    status_code = 429
+
+
+class DownloadFailed(BriaError):
+    """460: Bria's code for an image URL that could not be downloaded."""
+
+    status_code = DOWNLOAD_FAILED
+
+
+class ServerError(BriaError):
+    """5XX: an internal error; the status code is chosen per instance (500, 502, 503, 504)."""
+
+    def __init__(self, details: str, *, status_code: int = 500, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(details, headers=headers)
+        self.status_code = status_code  # type: ignore[misc]  # instance override of the class default
+
+
+class JobNotFound(BriaError):
+    """404 of the status service.
+
+    Deviation from the envelope, as the status service documents: its 404 body is
+    ``{"status": "NOT_FOUND"}``.
+    """
+
+    status_code = 404
+
+    def body(self, request_id: str) -> dict[str, Any]:
+        return {"status": "NOT_FOUND"}
+
+
+_BY_CODE: dict[int, type[BriaError]] = {
+    cls.status_code: cls
+    for cls in (
+        BadRequest,
+        Unauthorized,
+        Forbidden,
+        ImageNotFound,
+        UnsupportedMediaType,
+        ModerationFailed,
+        TooManyRequests,
+        DownloadFailed,
+    )
+}
+
+
+def error_for_code(status_code: int, details: str) -> BriaError:
+    """The exception that answers with ``status_code`` (a job's error, replayed on a sync call)."""
+    cls = _BY_CODE.get(status_code)
+    return cls(details) if cls else ServerError(details, status_code=status_code)

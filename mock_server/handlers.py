@@ -1,0 +1,124 @@
+"""HTTP endpoints: parse the request, call the backend, wrap its answer. No rules live here."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from starlette.responses import JSONResponse, Response
+
+from mock_server import openapi, samples
+from mock_server.backend import BriaBackend, Call
+from mock_server.contract import validate_request
+from mock_server.errors import BadRequest, ImageNotFound, PayloadTooLarge
+from mock_server.operations import (
+    REMOVE_BACKGROUND,
+    REPLACE_BACKGROUND,
+    plan_remove_background,
+    plan_replace_background,
+)
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+_PLANNERS = {REMOVE_BACKGROUND: plan_remove_background, REPLACE_BACKGROUND: plan_replace_background}
+_JSON_TYPES = ("application/json", "text/json")
+
+
+def backend_of(request: Request) -> BriaBackend:
+    backend: BriaBackend = request.app.state.backend
+    return backend
+
+
+def request_id_of(request: Request) -> str:
+    """The id of this request: the job's id, and the ``request_id`` of any error it gets."""
+    if not hasattr(request.state, "request_id"):
+        request.state.request_id = uuid.uuid4().hex
+    rid: str = request.state.request_id
+    return rid
+
+
+def public_base(request: Request) -> str:
+    """The fake's address as the client should use it: the configured public URL or the Host seen."""
+    configured: str = backend_of(request).settings.public_url
+    return (configured or str(request.base_url)).rstrip("/")
+
+
+async def remove_background(request: Request) -> Response:
+    return await _submit(request, REMOVE_BACKGROUND)
+
+
+async def replace_background(request: Request) -> Response:
+    return await _submit(request, REPLACE_BACKGROUND)
+
+
+async def _submit(request: Request, endpoint: str) -> Response:
+    backend = backend_of(request)
+    token = backend.authenticate(request.headers.get("api_token"))
+    body = await read_json(request, backend.settings.max_body_bytes)
+    validate_request(f"{endpoint}.request", body)
+    call = Call(request_id=request_id_of(request), token=token, base_url=public_base(request))
+    prepare = partial(_PLANNERS[endpoint], body, backend.loader(call))
+    status_code, payload = await backend.submit(call, endpoint, bool(body.get("sync")), prepare)
+    return JSONResponse(payload, status_code=status_code)
+
+
+async def status(request: Request) -> Response:
+    backend = backend_of(request)
+    backend.authenticate(request.headers.get("api_token"))
+    return JSONResponse(await backend.status(request.path_params["request_id"]))
+
+
+async def result_image(request: Request) -> Response:
+    """A result image. Like Bria's CDN links, it needs no api_token."""
+    name = request.path_params["name"]
+    data = backend_of(request).result_image(name)
+    if data is None:
+        raise ImageNotFound(f"no result image {name} (unknown or expired)")
+    return Response(data, media_type="image/png", headers={"Cache-Control": "public, max-age=3600"})
+
+
+async def sample_image(request: Request) -> Response:
+    name = request.path_params["name"]
+    data = samples.sample(name)
+    if data is None:
+        raise ImageNotFound(f"no sample image {name}; samples: {', '.join(samples.sample_names())}")
+    return Response(data, media_type=samples.content_type(name))
+
+
+async def openapi_document(request: Request) -> Response:
+    return JSONResponse(openapi.document())
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse({"status": "ok", "jobs": len(backend_of(request).jobs)})
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """The request's JSON body; 400 when it is not JSON, 413 past ``limit`` bytes (read no further)."""
+    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if content_type not in _JSON_TYPES and not content_type.endswith("+json"):
+        raise BadRequest(f"Content-Type: expected application/json, got {content_type or 'nothing'}")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"body: {declared} bytes is over the limit of {limit} bytes")
+    raw = await _read_limited(request, limit)
+    try:
+        return json.loads(raw)
+    except UnicodeDecodeError:
+        raise BadRequest("body: not valid UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"body: malformed JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body: over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,118 @@
+"""Jobs and their store: how an accepted request progresses, what it ends with, when it expires."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import time
+from collections import OrderedDict
+from typing import Any
+
+
+class JobState(enum.StrEnum):
+    """The status service's states. ``FAILED`` is deliberately absent: the real service never sends it."""
+
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+    ERROR = "ERROR"
+    UNKNOWN = "UNKNOWN"
+
+
+class Clock:
+    """Monotonic seconds that tests can move forward (time-based progressions, expiry)."""
+
+    def __init__(self) -> None:
+        self._offset = 0.0
+
+    def now(self) -> float:
+        return time.monotonic() + self._offset
+
+    def advance(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("the clock only moves forward")
+        self._offset += seconds
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """How a job ended: its terminal state, the result fields or the error object, and the image."""
+
+    state: JobState
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    image: bytes | None = None
+
+
+@dataclasses.dataclass
+class Job:
+    """One accepted request. ``outcome`` is set once, when processing ends, and never changes."""
+
+    request_id: str
+    endpoint: str
+    created_at: float
+    polls: int = 0
+    outcome: Outcome | None = None
+    # The background processing of an async job, until it has set ``outcome``.
+    task: asyncio.Task[None] | None = dataclasses.field(default=None, repr=False)
+
+
+class JobStore:
+    """In-memory jobs, oldest first, bounded by a time-to-live and a count.
+
+    Expiry rule (documented in the README): a job and its result image are kept for
+    ``ttl`` seconds after the request was accepted, and at most ``max_jobs`` are kept;
+    past that the oldest is dropped. Either way its id then answers 404 NOT_FOUND.
+    """
+
+    def __init__(self, clock: Clock, *, ttl: float, max_jobs: int) -> None:
+        self._clock = clock
+        self._ttl = ttl
+        self._max_jobs = max(1, max_jobs)
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def create(self, request_id: str, endpoint: str) -> Job:
+        """Record a new job and drop what has expired or is over the count."""
+        self._expire()
+        job = Job(request_id=request_id, endpoint=endpoint, created_at=self._clock.now())
+        self._jobs[request_id] = job
+        while len(self._jobs) > self._max_jobs:
+            self._jobs.popitem(last=False)
+        return job
+
+    def get(self, request_id: str) -> Job | None:
+        """The job, or None when it was never created or has expired."""
+        self._expire()
+        return self._jobs.get(request_id)
+
+    def clear(self) -> None:
+        self._jobs.clear()
+
+    def _expire(self) -> None:
+        deadline = self._clock.now() - self._ttl
+        while self._jobs:
+            oldest = next(iter(self._jobs.values()))
+            if oldest.created_at > deadline:
+                return
+            self._jobs.popitem(last=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class Progression:
+    """How long a job answers IN_PROGRESS: a number of status polls and a number of seconds."""
+
+    polls: int
+    seconds: float
+
+    def due(self, job: Job, now: float) -> bool:
+        """Whether this poll may report the job's outcome; counts the poll.
+
+        Polls only go up and time only goes forward, so once due a job stays due: together
+        with an outcome that never changes, a job never goes back from a terminal state.
+        """
+        due = job.polls >= self.polls and now - job.created_at >= self.seconds
+        job.polls += 1
+        return due

@@ -1,0 +1,101 @@
+"""What each endpoint does with a validated request: which images it reads, which checks it
+runs before accepting, and how its result image is rendered.
+
+Checks here run when the request arrives, in both sync and async mode, so every error
+they raise is an HTTP answer to the submit itself. Only output moderation (which needs
+the result) surfaces later: as a job in ERROR, or as the sync call's answer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any, Protocol
+
+from PIL import Image
+
+from mock_server import imaging
+from mock_server.contract import with_defaults
+from mock_server.errors import ModerationFailed
+from mock_server.triggers import UNSAFE_INPUT_MARKER, UNSAFE_OUTPUT_MARKER, image_markers, prompt_is_unsafe
+
+REMOVE_BACKGROUND = "remove_background"
+REPLACE_BACKGROUND = "replace_background"
+
+
+class ImageLoader(Protocol):
+    """Reads one image field (base64 or URL) into a decoded image, raising the documented errors."""
+
+    def __call__(self, value: str, field: str, *, endpoint: str) -> Image.Image: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """An accepted request, ready to render: its result fields besides image_url, and whether
+    the result will fail output moderation."""
+
+    render: Callable[[], bytes]
+    result_fields: Mapping[str, Any]
+    output_unsafe: bool
+
+
+def plan_remove_background(body: Mapping[str, Any], load: ImageLoader) -> Plan:
+    """Check and prepare a remove_background request."""
+    options = with_defaults("remove_background.request", body)
+    image = load(options["image"], "image", endpoint=REMOVE_BACKGROUND)
+    _moderate_inputs(options, {"image": image})
+    render = partial(imaging.remove_background, image, preserve_alpha=options["preserve_alpha"])
+    return Plan(render=render, result_fields={}, output_unsafe=_output_unsafe(options, image))
+
+
+def plan_replace_background(body: Mapping[str, Any], load: ImageLoader) -> Plan:
+    """Check and prepare a replace_background request."""
+    options = with_defaults("replace_background.request", body)
+    prompt = options.get("prompt") or None
+    if prompt and options["prompt_content_moderation"] and prompt_is_unsafe(prompt):
+        raise ModerationFailed("prompt: the prompt failed content moderation (prompt_content_moderation)")
+    image = load(options["image"], "image", endpoint=REPLACE_BACKGROUND)
+    refs = {field: load(value, field, endpoint=REPLACE_BACKGROUND) for field, value in _ref_images(options)}
+    _moderate_inputs(options, {"image": image, **refs})
+    seed = options["seed"] if options.get("seed") is not None else secrets.randbelow(2**31)
+    render = partial(
+        imaging.replace_background,
+        image,
+        prompt=prompt,
+        ref_images=list(refs.values()),
+        mode=options["mode"],
+        seed=seed,
+        original_quality=options["original_quality"],
+        force_background_detection=options["force_background_detection"],
+        negative_prompt=options.get("negative_prompt"),
+        enhance_ref_images=options["enhance_ref_images"],
+    )
+    fields: dict[str, Any] = {"seed": seed}
+    if prompt:
+        fields["refined_prompt"] = (
+            imaging.refine_prompt(prompt, options["mode"]) if options["refine_prompt"] else prompt
+        )
+    return Plan(render=render, result_fields=fields, output_unsafe=_output_unsafe(options, image))
+
+
+def _ref_images(options: Mapping[str, Any]) -> list[tuple[str, str]]:
+    refs = options.get("ref_images") or []
+    if isinstance(refs, str):
+        return [("ref_images", refs)]
+    return [(f"ref_images[{index}]", value) for index, value in enumerate(refs)]
+
+
+def _moderate_inputs(options: Mapping[str, Any], images: Mapping[str, Image.Image]) -> None:
+    if not options.get("visual_input_content_moderation"):
+        return
+    for field, image in images.items():
+        if UNSAFE_INPUT_MARKER in image_markers(image):
+            raise ModerationFailed(
+                f"{field}: the input image failed content moderation (visual_input_content_moderation)"
+            )
+
+
+def _output_unsafe(options: Mapping[str, Any], image: Image.Image) -> bool:
+    return bool(options.get("visual_output_content_moderation")) and UNSAFE_OUTPUT_MARKER in image_markers(image)

@@ -1,0 +1,87 @@
+"""Serving the fake with uvicorn: in the foreground (``bria-mock serve``) or on a thread (tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import uvicorn
+
+from mock_server.app import create_app
+from mock_server.config import Settings
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+    from mock_server.backend import BriaBackend
+
+
+def serve(settings: Settings) -> None:
+    """Run until Ctrl-C (uvicorn drains in-flight requests, then the lifespan closes the backend)."""
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info", lifespan="on")
+    server = uvicorn.Server(config)
+    try:
+        server.run()
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown: that is a clean stop
+        return
+    if not server.started:  # e.g. the port is taken: uvicorn has logged why
+        raise SystemExit(1)
+
+
+class ServerThread:
+    """The fake on a daemon thread over a pre-bound socket (port 0 picks a free one).
+
+    Use as a context manager, or call ``start()`` / ``stop()``. ``base_url`` is known once started.
+    """
+
+    def __init__(self, settings: Settings | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.settings = settings if settings is not None else Settings.from_env()
+        self.app: Starlette = create_app(self.settings)
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind((host, port))
+        self.host, self.port = self._socket.getsockname()[:2]
+        config = uvicorn.Config(self.app, log_level="warning", lifespan="on")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> ServerThread:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("bria-mock did not start")
+            time.sleep(0.005)
+        return self
+
+    @property
+    def backend(self) -> BriaBackend:
+        backend: BriaBackend = self.app.state.backend
+        return backend
+
+    def reset(self) -> None:
+        """Reset the backend on the server's own event loop (its tasks belong to that loop)."""
+
+        async def reset() -> None:
+            self.backend.reset()
+
+        asyncio.run_coroutine_threadsafe(reset(), self.app.state.loop).result(timeout=10)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self._socket.close()
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -1,0 +1,97 @@
+"""Shared fixtures: the fake over a real socket, and an httpx client that checks every answer
+against ``schemas/`` as it arrives."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from mock_server.fixtures.plugin import BriaMock
+
+from mock_server import samples
+from mock_server.config import Settings
+from mock_server.contract import response_errors, response_schema
+from mock_server.server import ServerThread
+
+TOKEN = "test-token"
+
+
+@pytest.fixture(scope="session")
+def bria_mock_settings() -> Settings:
+    """Defaults only: a developer's BRIA_MOCK_* variables must not change the suite."""
+    return Settings()
+
+
+def operation_of(path: str) -> str | None:
+    if path.startswith("/v2/image/edit/"):
+        return path.rsplit("/", 1)[-1]
+    if path.startswith("/v2/status/"):
+        return "status"
+    return None
+
+
+def check_conforms(response: httpx.Response) -> None:
+    """Fail the test when an API answer breaks its schema (every answer the suite sees is checked)."""
+    operation = operation_of(response.request.url.path)
+    if operation is None:
+        return
+    response.read()
+    assert response.headers["content-type"] == "application/json", response.headers
+    body = response.json()
+    name = response_schema(operation, response.status_code, body)
+    problems = response_errors(name, body)
+    assert not problems, f"{response.status_code} answer breaks schemas/{name}.json: {problems}\n{body}"
+    if "error" in body and response.status_code >= 400:
+        assert body["error"]["code"] == response.status_code
+
+
+def checked_client(base_url: str, token: str | None = TOKEN) -> httpx.Client:
+    headers = {"api_token": token} if token is not None else {}
+    return httpx.Client(base_url=base_url, headers=headers, event_hooks={"response": [check_conforms]}, timeout=30)
+
+
+@pytest.fixture
+def client_for() -> Iterator[Callable[..., httpx.Client]]:
+    """``client_for(base_url, token=...)``: a schema-checking client for any fake (closed after the test)."""
+    clients: list[httpx.Client] = []
+
+    def make(base_url: str, token: str | None = TOKEN) -> httpx.Client:
+        clients.append(checked_client(base_url, token))
+        return clients[-1]
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def api(bria_mock: BriaMock) -> Iterator[httpx.Client]:
+    """An httpx client on the (reset) session fake, with a token, checking every answer's schema."""
+    with checked_client(bria_mock.base_url) as client:
+        yield client
+
+
+@pytest.fixture
+def make_server() -> Iterator[Callable[..., ServerThread]]:
+    """Start a dedicated fake with some settings changed; stopped after the test."""
+    started: list[ServerThread] = []
+
+    def make(**changes: Any) -> ServerThread:
+        server = ServerThread(Settings(**changes)).start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def subject_jpeg_b64() -> str:
+    """A 640x480 JPEG of a subject on a plain background, base64-encoded."""
+    sample = samples.sample("subject.jpg")
+    assert sample is not None
+    return base64.b64encode(sample).decode()

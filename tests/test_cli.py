@@ -1,0 +1,123 @@
+"""The ``bria-mock`` command as a user runs it: a real process, a real port, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from mock_server.cli import build_parser, settings_from_args
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_up(base_url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        try:
+            httpx.get(f"{base_url}/bria-mock/health", timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise AssertionError("bria-mock did not come up")
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
+
+
+def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+
+
+@pytest.fixture
+def served(port: int) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    process = start("bria-mock", "serve", "--port", str(port), "--token", "cli-token")
+    base_url = f"http://127.0.0.1:{port}"
+    wait_until_up(base_url, process)
+    yield base_url, process
+    if process.poll() is None:
+        process.kill()
+    process.communicate()
+
+
+def test_serve_answers_and_stops_cleanly_on_ctrl_c(served: tuple[str, subprocess.Popen[bytes]]) -> None:
+    base_url, process = served
+    headers = {"api_token": "cli-token"}
+    image = f"{base_url}/samples/subject.jpg"
+
+    response = httpx.post(f"{base_url}/v2/image/edit/remove_background", json={"image": image}, headers=headers)
+    refused = httpx.post(
+        f"{base_url}/v2/image/edit/remove_background", json={"image": image}, headers={"api_token": "x"}
+    )
+    process.send_signal(signal.SIGINT)
+
+    assert response.status_code == 202
+    assert response.json()["status_url"].startswith(base_url)
+    assert refused.status_code == 401
+    output, _ = process.communicate(timeout=15)
+    assert process.returncode == 0
+    assert b"Finished server process" in output
+    assert b"Traceback" not in output
+
+
+def test_python_dash_m_and_environment_settings(port: int) -> None:
+    env = {"BRIA_MOCK_PORT": str(port), "BRIA_MOCK_PUBLIC_URL": "http://fake.example.test:9"}
+    process = start(sys.executable, "-m", "mock_server", "serve", env=env)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(base_url, process)
+        body = httpx.post(
+            f"{base_url}/v2/image/edit/remove_background",
+            json={"image": f"{base_url}/samples/subject.jpg"},
+            headers={"api_token": "t"},
+        ).json()
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=15)
+
+    assert body["status_url"].startswith("http://fake.example.test:9/v2/status/")
+
+
+def test_a_taken_port_is_a_clear_error_and_a_non_zero_exit(served: tuple[str, subprocess.Popen[bytes]]) -> None:
+    base_url = served[0]
+    port = base_url.rsplit(":", 1)[-1]
+
+    second = subprocess.run(["bria-mock", "serve", "--port", port], capture_output=True, timeout=30)
+
+    assert second.returncode != 0
+    assert b"address already in use" in second.stdout + second.stderr
+
+
+def test_command_line_options_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BRIA_MOCK_PORT", "9000")
+    monkeypatch.setenv("BRIA_MOCK_TOKENS", "a,b")
+    monkeypatch.setenv("BRIA_MOCK_PROGRESS_POLLS", "4")
+
+    settings = settings_from_args(build_parser().parse_args(["serve", "--port", "9100", "--rmbg-webp", "reject"]))
+
+    assert (settings.port, settings.tokens, settings.progress_polls) == (9100, ("a", "b"), 4)
+    assert settings.rmbg_accept_webp is False
+
+
+def test_a_bad_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BRIA_MOCK_MAX_JOBS", "lots")
+
+    done = subprocess.run(["bria-mock", "serve"], capture_output=True, text=True, timeout=30)
+
+    assert done.returncode == 2
+    assert "BRIA_MOCK_MAX_JOBS='lots'" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -1,0 +1,59 @@
+"""Job progression and expiry rules, driven by the backend's clock."""
+
+from __future__ import annotations
+
+import httpx
+from mock_server.fixtures.plugin import BriaMock
+
+RMBG = "/v2/image/edit/remove_background"
+
+
+def test_jobs_expire_after_the_ttl_and_then_answer_404(
+    api: httpx.Client, bria_mock: BriaMock, subject_jpeg_b64: str
+) -> None:
+    accepted = api.post(RMBG, json={"image": subject_jpeg_b64}).json()
+    api.get(accepted["status_url"])
+    result_url = api.get(accepted["status_url"]).json()["result"]["image_url"]
+
+    bria_mock.backend.clock.advance(bria_mock.backend.settings.job_ttl_seconds - 1)
+    assert api.get(accepted["status_url"]).status_code == 200
+    bria_mock.backend.clock.advance(2)
+
+    assert api.get(accepted["status_url"]).json() == {"status": "NOT_FOUND"}
+    assert httpx.get(result_url).status_code == 404
+
+
+def test_past_max_jobs_the_oldest_expire_first(make_server, client_for, subject_jpeg_b64: str) -> None:  # type: ignore[no-untyped-def]
+    api = client_for(make_server(max_jobs=2).base_url)
+    ids = [api.post(RMBG, json={"image": subject_jpeg_b64}).json()["request_id"] for _ in range(3)]
+
+    assert [api.get(f"/v2/status/{rid}").status_code for rid in ids] == [404, 200, 200]
+
+
+def test_progress_polls_sets_how_many_polls_answer_in_progress(make_server, client_for, subject_jpeg_b64: str) -> None:  # type: ignore[no-untyped-def]
+    api = client_for(make_server(progress_polls=3).base_url)
+    status_url = api.post(RMBG, json={"image": subject_jpeg_b64}).json()["status_url"]
+
+    states = [api.get(status_url).json()["status"] for _ in range(5)]
+
+    assert states == ["IN_PROGRESS"] * 3 + ["COMPLETED"] * 2
+
+
+def test_progress_seconds_holds_a_job_until_the_clock_passes(make_server, client_for, subject_jpeg_b64: str) -> None:  # type: ignore[no-untyped-def]
+    server = make_server(progress_polls=0, progress_seconds=30)
+    api = client_for(server.base_url)
+    status_url = api.post(RMBG, json={"image": subject_jpeg_b64}).json()["status_url"]
+
+    assert [api.get(status_url).json()["status"] for _ in range(3)] == ["IN_PROGRESS"] * 3
+    server.backend.clock.advance(30)
+    assert api.get(status_url).json()["status"] == "COMPLETED"
+
+
+def test_status_never_reports_failed(api: httpx.Client, bria_mock: BriaMock, client_for, subject_jpeg_b64: str) -> None:  # type: ignore[no-untyped-def]
+    seen = set()
+    for token in ("test-token", "bria-mock-job-error", "bria-mock-job-unknown"):
+        client = client_for(bria_mock.base_url, token=token)
+        status_url = client.post(RMBG, json={"image": subject_jpeg_b64}).json()["status_url"]
+        seen.update(client.get(status_url).json()["status"] for _ in range(3))
+
+    assert seen == {"IN_PROGRESS", "COMPLETED", "ERROR", "UNKNOWN"}

@@ -1,0 +1,110 @@
+"""The schema files: valid Draft 7, complete with the documentation's fields and defaults, and
+assembled into the OpenAPI document the fake serves."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from jsonschema import Draft7Validator
+from mock_server.fixtures.plugin import BriaMock
+
+from mock_server.contract import defaults, load_schema, schema_names
+
+DOCUMENTED_DEFAULTS = {
+    "remove_background.request": {
+        "preserve_alpha": True,
+        "sync": False,
+        "visual_input_content_moderation": False,
+        "visual_output_content_moderation": False,
+    },
+    "replace_background.request": {
+        "mode": "high_control",
+        "enhance_ref_images": True,
+        "refine_prompt": True,
+        "prompt_content_moderation": True,
+        "original_quality": False,
+        "force_background_detection": False,
+        "sync": False,
+        "visual_output_content_moderation": False,
+        # The page describes input image moderation without naming its field; the fake accepts
+        # remove_background's field name for it.
+        "visual_input_content_moderation": False,
+    },
+}
+DOCUMENTED_WITHOUT_DEFAULT = {
+    "remove_background.request": {"image"},
+    "replace_background.request": {"image", "ref_images", "prompt", "negative_prompt", "seed"},
+}
+EXPECTED = {
+    "remove_background.request",
+    "replace_background.request",
+    "remove_background.200",
+    "replace_background.200",
+    "accepted.202",
+    "error",
+    "status.in_progress",
+    "status.completed",
+    "status.error",
+    "status.unknown",
+    "status.not_found",
+}
+
+
+def test_there_is_a_schema_for_every_request_and_response_shape() -> None:
+    assert set(schema_names()) == EXPECTED
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_each_schema_is_valid_draft_7_with_a_title(name: str) -> None:
+    schema = load_schema(name)
+
+    Draft7Validator.check_schema(schema)
+    assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
+    assert schema["title"]
+
+
+@pytest.mark.parametrize("name", sorted(DOCUMENTED_DEFAULTS))
+def test_request_schemas_carry_every_documented_field_and_default(name: str) -> None:
+    properties = load_schema(name)["properties"]
+
+    assert dict(defaults(name)) == DOCUMENTED_DEFAULTS[name]
+    assert DOCUMENTED_WITHOUT_DEFAULT[name] <= set(properties)
+
+
+def test_error_envelope_requires_all_four_members_with_their_types() -> None:
+    validator = Draft7Validator(load_schema("error"))
+    good = {"error": {"code": 400, "message": "Bad Request", "details": "image: required"}, "request_id": "r"}
+
+    assert validator.is_valid(good)
+    assert not validator.is_valid({**good, "request_id": None})
+    assert not validator.is_valid({"error": {**good["error"], "code": "400"}, "request_id": "r"})  # type: ignore[dict-item]
+
+
+def test_status_schemas_reject_failed() -> None:
+    for name in ("status.in_progress", "status.completed", "status.error", "status.unknown"):
+        assert not Draft7Validator(load_schema(name)).is_valid({"request_id": "r", "status": "FAILED"})
+
+
+def _refs(node: object) -> list[str]:
+    if isinstance(node, dict):
+        return [node["$ref"]] if "$ref" in node else [ref for value in node.values() for ref in _refs(value)]
+    if isinstance(node, list):
+        return [ref for value in node for ref in _refs(value)]
+    return []
+
+
+def test_openapi_document_is_built_from_the_schema_files(bria_mock: BriaMock) -> None:
+    document = httpx.get(bria_mock.url("/openapi.json")).json()
+
+    components = document["components"]["schemas"]
+    assert document["openapi"].startswith("3.")
+    assert set(document["paths"]) == {
+        "/v2/image/edit/remove_background",
+        "/v2/image/edit/replace_background",
+        "/v2/status/{request_id}",
+    }
+    assert components["RemoveBackgroundRequest"]["properties"] == load_schema("remove_background.request")["properties"]
+    for ref in _refs(document["paths"]):
+        assert ref.removeprefix("#/components/schemas/") in components
+    rmbg = document["paths"]["/v2/image/edit/remove_background"]["post"]["responses"]
+    assert set(rmbg) == {"200", "202", "400", "401", "403", "404", "415", "422", "429", "460", "5XX"}
