@@ -9,11 +9,11 @@ from typing import Any
 
 import httpx
 import pytest
-from mock_server.fixtures.plugin import BriaMock
 
 from mock_server import samples
 from mock_server.config import Settings
 from mock_server.contract import response_errors, response_schema
+from mock_server.fixtures.plugin import BriaMock
 from mock_server.server import ServerThread
 
 TOKEN = "test-token"

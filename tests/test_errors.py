@@ -7,8 +7,9 @@ import io
 
 import httpx
 import pytest
-from mock_server.fixtures.plugin import BriaMock
 from PIL import Image
+
+from mock_server.fixtures.plugin import BriaMock
 
 RMBG = "/v2/image/edit/remove_background"
 REPLACE = "/v2/image/edit/replace_background"

@@ -5,8 +5,9 @@ from __future__ import annotations
 import io
 
 import httpx
-from mock_server.fixtures.plugin import BriaMock
 from PIL import Image
+
+from mock_server.fixtures.plugin import BriaMock
 
 RMBG = "/v2/image/edit/remove_background"
 REPLACE = "/v2/image/edit/replace_background"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+
 from mock_server.fixtures.plugin import BriaMock
 
 RMBG = "/v2/image/edit/remove_background"

@@ -6,9 +6,9 @@ from __future__ import annotations
 import httpx
 import pytest
 from jsonschema import Draft7Validator
-from mock_server.fixtures.plugin import BriaMock
 
 from mock_server.contract import defaults, load_schema, schema_names
+from mock_server.fixtures.plugin import BriaMock
 
 DOCUMENTED_DEFAULTS = {
     "remove_background.request": {

@@ -10,8 +10,9 @@ import httpx
 import pytest
 from bria_client import BriaAsyncClient, BriaSyncClient
 from bria_client.toolkit.errors import BriaException
-from mock_server.fixtures.plugin import BriaMock
 from PIL import Image
+
+from mock_server.fixtures.plugin import BriaMock
 
 RMBG = "image/edit/remove_background"
 REPLACE = "image/edit/replace_background"
