@@ -10,20 +10,20 @@ from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
-from mock_server import handlers
+from mock_server import admin, handlers
 from mock_server.backend import BriaBackend
 from mock_server.config import Settings
-from mock_server.errors import BriaError, ImageNotFound, MethodNotAllowed, ServerError, error_for_code
+from mock_server.errors import BriaError, ImageNotFound, MethodNotAllowed, ServerError, error_for_code, error_response
+from mock_server.traffic import TrafficLayer
 
 if TYPE_CHECKING:
     from starlette.requests import Request
+    from starlette.types import ASGIApp
 
 logger = logging.getLogger("mock_server")
-
-ADMIN_PREFIX = "/bria-mock"
 
 ROUTES = [
     Route("/v2/image/edit/remove_background", handlers.remove_background, methods=["POST"]),
@@ -32,8 +32,15 @@ ROUTES = [
     Route("/results/{name}", handlers.result_image, methods=["GET"]),
     Route("/samples/{name}", handlers.sample_image, methods=["GET"]),
     Route("/openapi.json", handlers.openapi_document, methods=["GET"]),
-    Route(f"{ADMIN_PREFIX}/health", handlers.health, methods=["GET"]),
+    *admin.ROUTES,
 ]
+
+
+class BriaMockApp(Starlette):
+    """Starlette with the traffic layer (rules, rate limits, journal) outside everything else."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return TrafficLayer(super().build_middleware_stack(), self.state.backend)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -47,7 +54,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         yield
         await backend.aclose()
 
-    app = Starlette(
+    app = BriaMockApp(
         routes=ROUTES,
         lifespan=lifespan,
         exception_handlers={
@@ -63,8 +70,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 async def bria_error_response(request: Request, exc: Exception) -> Response:
     """Render any ``BriaError`` in the vendor's envelope (or the status service's own 404 body)."""
     assert isinstance(exc, BriaError)
-    body = exc.body(handlers.request_id_of(request))
-    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+    return error_response(exc, handlers.request_id_of(request))
 
 
 async def http_error_response(request: Request, exc: Exception) -> Response:

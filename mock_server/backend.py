@@ -30,8 +30,11 @@ from mock_server.errors import (
     error_object,
 )
 from mock_server.inputs import decode_base64, decode_image, url_scheme
-from mock_server.jobs import Clock, Job, JobState, JobStore, Outcome, Progression
+from mock_server.jobs import Clock, Job, JobState, JobStore, JobTimeline, Outcome, Progression
+from mock_server.journal import Journal, token_id
 from mock_server.operations import REMOVE_BACKGROUND, ImageLoader, Plan
+from mock_server.ratelimit import RateLimiter, per_minute
+from mock_server.rules import Rule, RuleBook, load_rules_file, parse_rule
 from mock_server.triggers import JOB_FAILURE_TOKENS, NOT_FOUND_HOST, is_trigger_token, token_error
 
 logger = logging.getLogger("mock_server")
@@ -60,14 +63,33 @@ class BriaBackend:
         self.clock = Clock()
         self.progression = Progression(polls=settings.progress_polls, seconds=settings.progress_seconds)
         self.jobs = JobStore(self.clock, ttl=settings.job_ttl_seconds, max_jobs=settings.max_jobs)
+        self.rules = RuleBook()
+        self.journal = Journal(max_entries=settings.journal_max_entries, max_bytes=settings.journal_max_bytes)
+        self.limiter = RateLimiter(self.clock.now, per_minute(settings.rate_limit))
         self._tasks: set[asyncio.Task[None]] = set()
+        self._initial_rules = load_rules_file(settings.rules_file, self.clock.now()) if settings.rules_file else []
+        self.rules.add(self._initial_rules)
 
-    def reset(self) -> None:
-        """Forget every job and result, as if newly started (settings stay)."""
-        for task in self._tasks:
-            task.cancel()
-        self._tasks.clear()
-        self.jobs.clear()
+    def reset(self, token: str | None = None) -> None:
+        """Back to new: jobs, rules, journal and rate-limit buckets; or only one token's namespace.
+
+        A full reset keeps the rules of the rules file (they are part of the configuration).
+        """
+        self.jobs.clear(token_id(token) if token is not None else None)
+        self.rules.clear(token)
+        self.journal.clear(token)
+        self.limiter.clear(token)
+        if token is None:
+            for task in self._tasks:
+                task.cancel()
+            self._tasks.clear()
+            self.clock.reset()
+            self.rules.add(parse_rule(rule.spec, self.clock.now()) for rule in self._initial_rules)
+
+    def add_rules(self, specs: Any) -> list[Rule]:
+        """Add rules from their JSON form (one rule or a list); 400 naming the problem."""
+        specs = specs if isinstance(specs, list) else [specs]
+        return self.rules.add([parse_rule(spec, self.clock.now()) for spec in specs])
 
     async def aclose(self) -> None:
         """Cancel background processing at shutdown."""
@@ -107,13 +129,16 @@ class BriaBackend:
         return decode_image(data, field, formats=formats, max_pixels=self.settings.max_image_pixels)
 
     async def submit(
-        self, call: Call, endpoint: str, sync: bool, prepare: Callable[[], Plan]
+        self, call: Call, endpoint: str, sync: bool, prepare: Callable[[], Plan], timeline: JobTimeline | None = None
     ) -> tuple[int, dict[str, Any]]:
-        """Accept a request: 200 with the result when ``sync``, else 202 and process in the background."""
+        """Accept a request: 200 with the result when ``sync``, else 202 and process in the background.
+
+        ``timeline`` (from a ``job`` rule) holds the job IN_PROGRESS longer or ends it another way.
+        """
         plan = await run_in_threadpool(prepare)
-        job = self.jobs.create(call.request_id, endpoint)
+        job = self.jobs.create(call.request_id, endpoint, owner=token_id(call.token), timeline=timeline)
         if sync:
-            job.outcome = await run_in_threadpool(self._finish, call, plan)
+            job.outcome = await run_in_threadpool(self._finish, call, job, plan)
             return 200, self._sync_body(job)
         job.task = asyncio.get_running_loop().create_task(self._process(call, job, plan))
         self._tasks.add(job.task)
@@ -122,17 +147,19 @@ class BriaBackend:
 
     async def _process(self, call: Call, job: Job, plan: Plan) -> None:
         try:
-            job.outcome = await run_in_threadpool(self._finish, call, plan)
+            job.outcome = await run_in_threadpool(self._finish, call, job, plan)
         except Exception:  # a bug must not lose the job: it ends UNKNOWN, as a real 500 would
             logger.exception("bria-mock failed while processing job %s", job.request_id)
             job.outcome = Outcome(JobState.UNKNOWN, error=error_object(500, "processing failed"))
         finally:
             job.task = None
 
-    def _finish(self, call: Call, plan: Plan) -> Outcome:
+    def _finish(self, call: Call, job: Job, plan: Plan) -> Outcome:
         forced = JOB_FAILURE_TOKENS.get(call.token)
         if forced is not None:
             return Outcome(forced, error=error_object(500, f"job failure forced by trigger token {call.token}"))
+        if job.timeline is not None and job.timeline.ending is not None:
+            return job.timeline.ending
         image = plan.render()
         if plan.output_unsafe:
             details = "visual_output_content_moderation: the result failed content moderation"
@@ -150,14 +177,14 @@ class BriaBackend:
 
     # --- status and results -----------------------------------------------------------
 
-    async def status(self, request_id: str) -> dict[str, Any]:
+    async def status(self, request_id: str, token: str) -> dict[str, Any]:
         """The status service's body for one poll (which counts toward the job's progression).
 
         When the progression says the job is due but its processing is still running, the
         poll waits for it: how many polls a job takes never depends on the machine's speed.
         """
         job = self.jobs.get(request_id)
-        if job is None:
+        if job is None or job.owner != token_id(token):  # another token's job is not there for you
             raise JobNotFound(f"no job {request_id}")
         due = self.progression.due(job, self.clock.now())
         if due and job.outcome is None and job.task is not None:

@@ -37,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["accept", "reject"],
         help="whether remove_background accepts WEBP input (default accept)",
     )
+    serve.add_argument("--rules", dest="rules_file", metavar="FILE", help="JSON file of fault rules loaded at start")
+    serve.add_argument(
+        "--rate-limit", help="requests per minute per token and endpoint: free, payg, enterprise, a number, or off"
+    )
+    serve.add_argument("--admin-token", help="require this X-Bria-Mock-Admin-Token on the /bria-mock/ controls")
     return parser
 
 
@@ -56,7 +61,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         from mock_server.server import serve  # uvicorn is imported only when serving
 
         try:
-            settings = settings_from_args(args)
-        except ValueError as exc:  # a bad BRIA_MOCK_* value: say which, no traceback
+            serve(settings_from_args(args))
+        except ValueError as exc:  # a bad setting or rules file: say which, no traceback
             build_parser().error(str(exc))
-        serve(settings)

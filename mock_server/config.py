@@ -37,6 +37,15 @@ class Settings:
     max_image_pixels: int = 64_000_000
     # The remove_background page says JPEG and PNG only; its field list says WEBP too.
     rmbg_accept_webp: bool = True
+    # Requests per minute per token and endpoint: a plan (free, payg, enterprise), a number, or off.
+    rate_limit: str = "off"
+    # The journal keeps at most this many exchanges and about this many bytes; the oldest go first.
+    journal_max_entries: int = 1000
+    journal_max_bytes: int = 8 * 1024 * 1024
+    # A JSON file of rules loaded at start (a list of rules, or {"rules": [...]}).
+    rules_file: str = ""
+    # Required (header X-Bria-Mock-Admin-Token) on /bria-mock/ controls when set.
+    admin_token: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -6,6 +6,8 @@ import http
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from starlette.responses import JSONResponse
+
 # Bria's own status code: not in the IANA registry, so http.HTTPStatus does not know it.
 DOWNLOAD_FAILED = 460
 _REASONS = {DOWNLOAD_FAILED: "Failed to download image"}
@@ -150,3 +152,8 @@ def error_for_code(status_code: int, details: str) -> BriaError:
     """The exception that answers with ``status_code`` (a job's error, replayed on a sync call)."""
     cls = _BY_CODE.get(status_code)
     return cls(details) if cls else ServerError(details, status_code=status_code)
+
+
+def error_response(exc: BriaError, request_id: str) -> JSONResponse:
+    """The one rendering of a ``BriaError`` as an HTTP response."""
+    return JSONResponse(exc.body(request_id), status_code=exc.status_code, headers=exc.headers)

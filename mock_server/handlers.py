@@ -12,13 +12,15 @@ from starlette.responses import JSONResponse, Response
 from mock_server import openapi, samples
 from mock_server.backend import BriaBackend, Call
 from mock_server.contract import validate_request
-from mock_server.errors import BadRequest, ImageNotFound, PayloadTooLarge
+from mock_server.errors import BadRequest, ImageNotFound
+from mock_server.jobs import JobTimeline
 from mock_server.operations import (
     REMOVE_BACKGROUND,
     REPLACE_BACKGROUND,
     plan_remove_background,
     plan_replace_background,
 )
+from mock_server.traffic import BODY_KEY, JOB_KEY, JSON_KEY
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -57,18 +59,20 @@ async def replace_background(request: Request) -> Response:
 async def _submit(request: Request, endpoint: str) -> Response:
     backend = backend_of(request)
     token = backend.authenticate(request.headers.get("api_token"))
-    body = await read_json(request, backend.settings.max_body_bytes)
+    body = await read_json(request)
     validate_request(f"{endpoint}.request", body)
     call = Call(request_id=request_id_of(request), token=token, base_url=public_base(request))
     prepare = partial(_PLANNERS[endpoint], body, backend.loader(call))
-    status_code, payload = await backend.submit(call, endpoint, bool(body.get("sync")), prepare)
+    job_rule = request.scope.get("state", {}).get(JOB_KEY)
+    timeline = JobTimeline.from_action(job_rule) if job_rule else None
+    status_code, payload = await backend.submit(call, endpoint, bool(body.get("sync")), prepare, timeline)
     return JSONResponse(payload, status_code=status_code)
 
 
 async def status(request: Request) -> Response:
     backend = backend_of(request)
-    backend.authenticate(request.headers.get("api_token"))
-    return JSONResponse(await backend.status(request.path_params["request_id"]))
+    token = backend.authenticate(request.headers.get("api_token"))
+    return JSONResponse(await backend.status(request.path_params["request_id"], token))
 
 
 async def result_image(request: Request) -> Response:
@@ -92,33 +96,18 @@ async def openapi_document(request: Request) -> Response:
     return JSONResponse(openapi.document())
 
 
-async def health(request: Request) -> Response:
-    return JSONResponse({"status": "ok", "jobs": len(backend_of(request).jobs)})
-
-
-async def read_json(request: Request, limit: int) -> Any:
-    """The request's JSON body; 400 when it is not JSON, 413 past ``limit`` bytes (read no further)."""
+async def read_json(request: Request) -> Any:
+    """The request's JSON body, as the traffic layer read (and size-checked) it; 400 when not JSON."""
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if content_type not in _JSON_TYPES and not content_type.endswith("+json"):
         raise BadRequest(f"Content-Type: expected application/json, got {content_type or 'nothing'}")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"body: {declared} bytes is over the limit of {limit} bytes")
-    raw = await _read_limited(request, limit)
+    state = request.scope.get("state", {})
+    if JSON_KEY in state:
+        return state[JSON_KEY]
+    raw = state[BODY_KEY] if BODY_KEY in state else await request.body()
     try:
         return json.loads(raw)
     except UnicodeDecodeError:
         raise BadRequest("body: not valid UTF-8") from None
     except json.JSONDecodeError as exc:
         raise BadRequest(f"body: malformed JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
-
-
-async def _read_limited(request: Request, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"body: over the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)

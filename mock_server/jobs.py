@@ -9,6 +9,8 @@ import time
 from collections import OrderedDict
 from typing import Any
 
+from mock_server.errors import error_object
+
 
 class JobState(enum.StrEnum):
     """The status service's states. ``FAILED`` is deliberately absent: the real service never sends it."""
@@ -28,6 +30,10 @@ class Clock:
     def now(self) -> float:
         return time.monotonic() + self._offset
 
+    def reset(self) -> None:
+        """Back to real time; only for a full reset, when no stored time is left to confuse."""
+        self._offset = 0.0
+
     def advance(self, seconds: float) -> None:
         if seconds < 0:
             raise ValueError("the clock only moves forward")
@@ -44,6 +50,28 @@ class Outcome:
     image: bytes | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class JobTimeline:
+    """A job's own progression, from a ``job`` rule: held longer, held forever, or ending otherwise."""
+
+    polls: int | None = None
+    seconds: float | None = None
+    forever: bool = False
+    ending: Outcome | None = None  # None: the job's own result
+
+    @classmethod
+    def from_action(cls, action: dict[str, Any]) -> JobTimeline:
+        state = JobState(action.get("state", "COMPLETED"))
+        held = "polls" in action or "seconds" in action
+        ending = None
+        if state in (JobState.ERROR, JobState.UNKNOWN):
+            code = action.get("code", 500)
+            details = action.get("details", f"job {state.value.lower()} injected by a bria-mock rule")
+            ending = Outcome(state, error=error_object(code, details))
+        forever = state is JobState.IN_PROGRESS and not held
+        return cls(polls=action.get("polls"), seconds=action.get("seconds"), forever=forever, ending=ending)
+
+
 @dataclasses.dataclass
 class Job:
     """One accepted request. ``outcome`` is set once, when processing ends, and never changes."""
@@ -51,6 +79,8 @@ class Job:
     request_id: str
     endpoint: str
     created_at: float
+    owner: str | None = None  # the token_id of the token that created it: its namespace
+    timeline: JobTimeline | None = None
     polls: int = 0
     outcome: Outcome | None = None
     # The background processing of an async job, until it has set ``outcome``.
@@ -74,10 +104,12 @@ class JobStore:
     def __len__(self) -> int:
         return len(self._jobs)
 
-    def create(self, request_id: str, endpoint: str) -> Job:
+    def create(
+        self, request_id: str, endpoint: str, *, owner: str | None = None, timeline: JobTimeline | None = None
+    ) -> Job:
         """Record a new job and drop what has expired or is over the count."""
         self._expire()
-        job = Job(request_id=request_id, endpoint=endpoint, created_at=self._clock.now())
+        job = Job(request_id, endpoint, self._clock.now(), owner=owner, timeline=timeline)
         self._jobs[request_id] = job
         while len(self._jobs) > self._max_jobs:
             self._jobs.popitem(last=False)
@@ -88,8 +120,13 @@ class JobStore:
         self._expire()
         return self._jobs.get(request_id)
 
-    def clear(self) -> None:
-        self._jobs.clear()
+    def clear(self, owner: str | None = None) -> None:
+        """Drop every job, or only one owner's."""
+        if owner is None:
+            self._jobs.clear()
+            return
+        for request_id in [rid for rid, job in self._jobs.items() if job.owner == owner]:
+            del self._jobs[request_id]
 
     def _expire(self) -> None:
         deadline = self._clock.now() - self._ttl
@@ -113,6 +150,9 @@ class Progression:
         Polls only go up and time only goes forward, so once due a job stays due: together
         with an outcome that never changes, a job never goes back from a terminal state.
         """
-        due = job.polls >= self.polls and now - job.created_at >= self.seconds
+        timeline = job.timeline or JobTimeline()
+        polls = self.polls if timeline.polls is None else timeline.polls
+        seconds = self.seconds if timeline.seconds is None else timeline.seconds
+        due = not timeline.forever and job.polls >= polls and now - job.created_at >= seconds
         job.polls += 1
         return due

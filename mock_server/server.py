@@ -20,7 +20,10 @@ if TYPE_CHECKING:
 
 
 def serve(settings: Settings) -> None:
-    """Run until Ctrl-C (uvicorn drains in-flight requests, then the lifespan closes the backend)."""
+    """Run until Ctrl-C (uvicorn drains in-flight requests, then the lifespan closes the backend).
+
+    Raises ValueError for a bad setting (e.g. an unreadable rules file) before listening.
+    """
     app = create_app(settings)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info", lifespan="on")
     server = uvicorn.Server(config)

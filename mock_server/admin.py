@@ -1,0 +1,149 @@
+"""The fake's own controls under ``/bria-mock/``: rules, reset, journal, clock, rate limit, state.
+
+Mutations are POST (and DELETE for one rule); replies are JSON. A call that carries an
+``api_token`` header acts on that token's namespace only (its rules, jobs, journal entries
+and rate-limit buckets), so parallel test workers with their own tokens never collide.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import TYPE_CHECKING, Any
+
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from mock_server.errors import BadRequest, ImageNotFound, Unauthorized
+from mock_server.journal import token_id
+from mock_server.ratelimit import per_minute
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+    from mock_server.backend import BriaBackend
+
+PREFIX = "/bria-mock"
+ADMIN_TOKEN_HEADER = "x-bria-mock-admin-token"
+
+
+def _backend(request: Request) -> BriaBackend:
+    """The backend, once the caller may use the controls (admin token, when one is set)."""
+    backend: BriaBackend = request.app.state.backend
+    expected = backend.settings.admin_token
+    given = request.headers.get(ADMIN_TOKEN_HEADER, "")
+    if expected and not hmac.compare_digest(given.encode(), expected.encode()):
+        raise Unauthorized(f"{ADMIN_TOKEN_HEADER}: the admin token is missing or wrong")
+    return backend
+
+
+def _namespace(request: Request) -> str | None:
+    return request.headers.get("api_token") or None
+
+
+async def _json_body(request: Request) -> Any:
+    try:
+        return json.loads(await request.body() or b"null")
+    except ValueError:
+        raise BadRequest("body: malformed JSON") from None
+
+
+async def health(request: Request) -> Response:
+    backend: BriaBackend = request.app.state.backend
+    return JSONResponse({"status": "ok", "jobs": len(backend.jobs)})
+
+
+async def reset(request: Request) -> Response:
+    _backend(request).reset(_namespace(request))
+    return JSONResponse({"reset": True})
+
+
+async def list_rules(request: Request) -> Response:
+    rules = _backend(request).rules.list(_namespace(request))
+    return JSONResponse({"rules": [rule.to_json() for rule in rules]})
+
+
+async def add_rules(request: Request) -> Response:
+    backend = _backend(request)
+    specs = await _json_body(request)
+    namespace = _namespace(request)
+    if namespace is not None:  # a namespaced caller's rules match only its own requests
+        specs = [{**spec, "token": namespace} if isinstance(spec, dict) else spec for spec in _as_list(specs)]
+    added = backend.add_rules(specs)
+    return JSONResponse({"rules": [rule.to_json() for rule in added]}, status_code=201)
+
+
+async def delete_rule(request: Request) -> Response:
+    rule_id = request.path_params["rule_id"]
+    if not _backend(request).rules.remove(rule_id):
+        raise ImageNotFound(f"no rule {rule_id}")
+    return JSONResponse({"deleted": rule_id})
+
+
+async def journal(request: Request) -> Response:
+    backend = _backend(request)
+    query = request.query_params
+    criteria = {key: query.get(key) for key in ("endpoint", "method", "status", "path")}
+    entries = backend.journal.entries(token=_namespace(request), **criteria)
+    limit = int(query.get("limit", "0") or 0)
+    shown = entries[-limit:] if limit > 0 else entries
+    return JSONResponse({"count": len(entries), "entries": [entry.to_json() for entry in shown]})
+
+
+async def clear_journal(request: Request) -> Response:
+    _backend(request).journal.clear(_namespace(request))
+    return JSONResponse({"cleared": True})
+
+
+async def advance_clock(request: Request) -> Response:
+    body = await _json_body(request)
+    seconds = body.get("seconds") if isinstance(body, dict) else None
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
+        raise BadRequest("seconds: expected a number of seconds, 0 or more")
+    backend = _backend(request)
+    backend.clock.advance(float(seconds))
+    return JSONResponse({"advanced": seconds})
+
+
+async def rate_limit(request: Request) -> Response:
+    body = await _json_body(request)
+    value = body.get("per_minute", body.get("plan")) if isinstance(body, dict) else None
+    try:
+        limit = per_minute(value)
+    except (TypeError, ValueError):
+        raise BadRequest("per_minute: expected a number, or plan: free, payg, enterprise or off") from None
+    _backend(request).limiter.configure(limit)
+    return JSONResponse({"per_minute": limit})
+
+
+async def state(request: Request) -> Response:
+    backend = _backend(request)
+    namespace = _namespace(request)
+    return JSONResponse(
+        {
+            "jobs": len(backend.jobs),
+            "rules": [rule.to_json() for rule in backend.rules.list(namespace)],
+            "journal": len(backend.journal),
+            "rate_limit": {"per_minute": backend.limiter.limit, "buckets": backend.limiter.state(namespace)},
+            "clock": backend.clock.now(),
+            "namespace": token_id(namespace),
+        }
+    )
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+ROUTES = [
+    Route(f"{PREFIX}/health", health, methods=["GET"]),
+    Route(f"{PREFIX}/reset", reset, methods=["POST"]),
+    Route(f"{PREFIX}/rules", list_rules, methods=["GET"]),
+    Route(f"{PREFIX}/rules", add_rules, methods=["POST"]),
+    Route(f"{PREFIX}/rules/{{rule_id}}", delete_rule, methods=["DELETE"]),
+    Route(f"{PREFIX}/journal", journal, methods=["GET"]),
+    Route(f"{PREFIX}/journal/clear", clear_journal, methods=["POST"]),
+    Route(f"{PREFIX}/clock/advance", advance_clock, methods=["POST"]),
+    Route(f"{PREFIX}/rate-limit", rate_limit, methods=["POST"]),
+    Route(f"{PREFIX}/state", state, methods=["GET"]),
+]

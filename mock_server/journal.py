@@ -1,0 +1,154 @@
+"""The request journal: every exchange recorded, tokens redacted, image payloads as digests.
+
+Bounded by a count and an estimate of bytes; past either bound the oldest entries go first.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import collections
+import dataclasses
+import hashlib
+import itertools
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+_REDACTED = "<redacted>"
+_SECRET_HEADERS = frozenset({"api_token", "authorization", "x-bria-mock-admin-token"})
+_IMAGE_FIELDS = frozenset({"image", "ref_images"})
+_MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG", "PNG"), (b"RIFF", "WEBP"), (b"GIF8", "GIF"), (b"BM", "BMP"))
+
+
+def token_id(token: str | None) -> str | None:
+    """A stable, non-reversible name for a token: what the journal and state show instead of it."""
+    return None if token is None else "tok-" + hashlib.sha256(token.encode()).hexdigest()[:10]
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One recorded exchange."""
+
+    id: int
+    at: float
+    method: str
+    path: str
+    endpoint: str
+    token_id: str | None
+    request_headers: dict[str, str]
+    body: Any
+    status: int | None
+    response_headers: dict[str, str]
+    response_bytes: int
+    rules: list[str]
+    duration_ms: float
+    size: int  # the estimate the byte bound counts
+
+    def to_json(self) -> dict[str, Any]:
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self) if field.name != "size"}
+
+
+class Journal:
+    """The recorded exchanges of one backend, oldest first."""
+
+    def __init__(self, *, max_entries: int, max_bytes: int) -> None:
+        self.max_entries = max(0, max_entries)
+        self.max_bytes = max(0, max_bytes)
+        self._entries: collections.deque[Entry] = collections.deque()
+        self._bytes = 0
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def record(self, **fields: Any) -> Entry | None:
+        """Add an exchange (the fields of :class:`Entry` but ``id`` and ``size``); evict past the bounds."""
+        if self.max_entries == 0:
+            return None
+        size = _estimate(fields)
+        with self._lock:
+            entry = Entry(id=next(self._ids), size=size, **fields)
+            self._entries.append(entry)
+            self._bytes += size
+            while self._entries and (len(self._entries) > self.max_entries or self._bytes > self.max_bytes):
+                self._bytes -= self._entries.popleft().size
+        return entry
+
+    def entries(self, **criteria: Any) -> list[Entry]:
+        """Entries matching every criterion: endpoint, method, status, token (raw), path, body (field values)."""
+        with self._lock:
+            snapshot = list(self._entries)
+        return [entry for entry in snapshot if matches(entry, criteria)]
+
+    def clear(self, token: str | None = None) -> None:
+        with self._lock:
+            if token is None:
+                self._entries.clear()
+                self._bytes = 0
+                return
+            kept = [entry for entry in self._entries if entry.token_id != token_id(token)]
+            self._entries = collections.deque(kept)
+            self._bytes = sum(entry.size for entry in kept)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def matches(entry: Entry, criteria: Mapping[str, Any]) -> bool:
+    """Whether an entry satisfies query criteria (``None`` values are ignored)."""
+    for key, wanted in criteria.items():
+        if wanted is None:
+            continue
+        if key == "token":
+            if entry.token_id != token_id(wanted):
+                return False
+        elif key == "body":
+            if not isinstance(entry.body, dict) or any(entry.body.get(f) != v for f, v in wanted.items()):
+                return False
+        elif key == "status":
+            if entry.status != int(wanted):
+                return False
+        elif getattr(entry, key) != wanted:
+            return False
+    return True
+
+
+def redact_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Headers as a dict, secrets replaced (a journal must never hold a token)."""
+    out: dict[str, str] = {}
+    for raw_name, raw_value in headers:
+        name = raw_name.decode("latin-1").lower()
+        out[name] = _REDACTED if name in _SECRET_HEADERS else raw_value.decode("latin-1")
+    return out
+
+
+def summarise_body(body: Any) -> Any:
+    """The JSON body with every image payload replaced by its digest, size and format."""
+    if not isinstance(body, dict):
+        return body
+    return {key: _summarise_images(value) if key in _IMAGE_FIELDS else value for key, value in body.items()}
+
+
+def _summarise_images(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_summarise_images(item) for item in value]
+    if not isinstance(value, str) or "://" in value[:12]:
+        return value  # a URL (or not a string) is kept as it is
+    payload = value.split(",", 1)[1] if value.startswith("data:") else value
+    return {
+        "sha256": hashlib.sha256(payload.encode()).hexdigest(),
+        "size": len(payload) * 3 // 4,
+        "format": _sniff(payload),
+    }
+
+
+def _sniff(payload: str) -> str | None:
+    try:
+        head = base64.b64decode(payload[:16] + "=" * (-len(payload[:16]) % 4))
+    except (binascii.Error, ValueError):
+        return None
+    return next((name for magic, name in _MAGIC if head.startswith(magic)), None)
+
+
+def _estimate(fields: Mapping[str, Any]) -> int:
+    """A cheap size estimate (no serialisation on the request path)."""
+    return 200 + sum(len(str(value)) for value in fields.values() if isinstance(value, (str, dict, list)))

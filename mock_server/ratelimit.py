@@ -1,0 +1,72 @@
+"""Rate limiting as state: a token bucket per api_token and endpoint, on the backend's clock.
+
+Bria limits requests per organisation and endpoint, per minute: Free 10, Pay-as-you-go 60,
+Enterprise 1000. Status polls count too.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable
+
+from mock_server.journal import token_id
+
+PLANS = {"free": 10, "payg": 60, "enterprise": 1000}
+
+
+def per_minute(value: str | int | None) -> int | None:
+    """A limit from a plan name or a number of requests per minute; None or 0 or "off" is no limit."""
+    if value is None or value in ("", "off", 0):
+        return None
+    if isinstance(value, str) and value.lower() in PLANS:
+        return PLANS[value.lower()]
+    limit = int(value)
+    if limit < 0:
+        raise ValueError("a rate limit is a plan name or a positive number per minute")
+    return limit or None
+
+
+class RateLimiter:
+    """Buckets of ``limit`` requests that refill continuously over a minute."""
+
+    def __init__(self, now: Callable[[], float], limit: int | None = None) -> None:
+        self._now = now
+        self.limit = limit
+        self._buckets: dict[tuple[str, str], tuple[float, float]] = {}  # key -> (tokens, updated_at)
+        self._lock = threading.Lock()
+
+    def configure(self, limit: int | None) -> None:
+        with self._lock:
+            self.limit = limit
+            self._buckets.clear()
+
+    def take(self, token: str, endpoint: str) -> float | None:
+        """Spend one request; None when allowed, else the seconds until the next one is."""
+        if self.limit is None:
+            return None
+        rate = self.limit / 60.0
+        now = self._now()
+        with self._lock:
+            tokens, updated = self._buckets.get((token, endpoint), (float(self.limit), now))
+            tokens = min(float(self.limit), tokens + (now - updated) * rate)
+            if tokens >= 1:
+                self._buckets[(token, endpoint)] = (tokens - 1, now)
+                return None
+            self._buckets[(token, endpoint)] = (tokens, now)
+            return (1 - tokens) / rate
+
+    def retry_after(self, wait: float) -> str:
+        """``Retry-After`` in whole seconds, never 0."""
+        return str(max(1, math.ceil(wait)))
+
+    def state(self, token: str | None = None) -> list[dict[str, object]]:
+        return [
+            {"token_id": token_id(key[0]), "endpoint": key[1], "remaining": math.floor(tokens)}
+            for key, (tokens, _) in self._buckets.items()
+            if token is None or key[0] == token
+        ]
+
+    def clear(self, token: str | None = None) -> None:
+        with self._lock:
+            self._buckets = {k: v for k, v in self._buckets.items() if token is not None and k[0] != token}

@@ -1,0 +1,241 @@
+"""Fault-injection rules: one model behind the header, the rules file, the admin API and Python.
+
+A rule matches requests (endpoint, method, token, body fields, which call) and acts on them
+(an error, latency, a slow body, a broken connection, a job timeline). ``times``,
+``probability`` with a ``seed``, and an explicit ``schedule`` limit how often it fires; the
+seeded draws make a random schedule replay exactly, and a schedule is a list a test can shrink.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import random
+import threading
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from mock_server.contract import describe, validator
+from mock_server.errors import BadRequest
+
+RULE_SCHEMA = "admin/rule"
+TERMINAL_ACTIONS = frozenset({"error", "connection"})
+_ids = itertools.count(1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Traffic:
+    """What a rule can match on, for one request."""
+
+    endpoint: str  # remove_background, replace_background, status, result, other
+    method: str
+    token: str | None
+    body: Any = None
+
+
+@dataclasses.dataclass
+class Rule:
+    """One rule, parsed and validated from its JSON form (see ``schemas/admin/rule.json``)."""
+
+    spec: dict[str, Any]
+    id: str
+    added_at: float
+    matched: int = 0  # calls that matched everything but the firing limits
+    fired: int = 0
+    history: list[bool] = dataclasses.field(default_factory=list)
+    _random: random.Random = dataclasses.field(default_factory=random.Random, repr=False)
+
+    @property
+    def action(self) -> dict[str, Any]:
+        action: dict[str, Any] = self.spec["action"]
+        return action
+
+    def matches(self, traffic: Traffic) -> bool:
+        """Whether the request is one this rule is about (before counting and limits)."""
+        spec = self.spec
+        if spec.get("endpoint", "any") not in ("any", traffic.endpoint):
+            return False
+        if spec.get("method", "any") not in ("any", traffic.method):
+            return False
+        if "token" in spec and spec["token"] != traffic.token:
+            return False
+        return _body_matches(spec.get("body"), traffic.body)
+
+    def fires(self, now: float) -> bool:
+        """Count a matching call and decide whether the rule acts on it (the draw is always made)."""
+        self.matched += 1
+        draw = self._random.random()  # drawn for every matching call so the schedule replays exactly
+        fire = self._allowed(self.matched, now) and draw < self.spec.get("probability", 1.0)
+        schedule = self.spec.get("schedule")
+        if schedule is not None:
+            fire = fire and self.matched <= len(schedule) and schedule[self.matched - 1]
+        self.history.append(fire)
+        self.fired += fire
+        return fire
+
+    def _allowed(self, call: int, now: float) -> bool:
+        spec = self.spec
+        if "times" in spec and self.fired >= spec["times"]:
+            return False
+        if "calls" in spec and call not in spec["calls"]:
+            return False
+        if call <= spec.get("after", 0):
+            return False
+        return "for_seconds" not in spec or now - self.added_at < spec["for_seconds"]
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.spec, "id": self.id, "matched": self.matched, "fired": self.fired, "history": self.history}
+
+
+def parse_rule(spec: Any, now: float) -> Rule:
+    """A rule from its JSON form; 400 naming the field when it breaks the rule schema."""
+    errors = list(validator(RULE_SCHEMA).iter_errors(spec))
+    if errors:
+        raise BadRequest(f"rule: {describe(errors[0])}")
+    rule_id = str(spec.get("id") or f"rule-{next(_ids)}")
+    rule = Rule(spec={**spec, "id": rule_id}, id=rule_id, added_at=now)
+    rule._random.seed(spec.get("seed"))
+    return rule
+
+
+@dataclasses.dataclass
+class Decision:
+    """What the rules do to one request: the rules that fired and their actions, in order."""
+
+    fired: list[Rule] = dataclasses.field(default_factory=list)
+
+    @property
+    def rule_ids(self) -> list[str]:
+        return [rule.id for rule in self.fired]
+
+    def actions(self, kind: str) -> list[dict[str, Any]]:
+        return [rule.action for rule in self.fired if rule.action["type"] == kind]
+
+    @property
+    def terminal(self) -> dict[str, Any] | None:
+        """The first error or connection fault: it replaces the fake's own answer."""
+        return next((rule.action for rule in self.fired if rule.action["type"] in TERMINAL_ACTIONS), None)
+
+
+class RuleBook:
+    """The active rules of one backend, evaluated in the order they were added."""
+
+    def __init__(self) -> None:
+        self._rules: list[Rule] = []
+        self._lock = threading.Lock()  # the Python API may add rules from a test's thread
+
+    def add(self, rules: Iterable[Rule]) -> list[Rule]:
+        added = list(rules)
+        with self._lock:
+            known = {rule.id for rule in self._rules}
+            for rule in added:
+                if rule.id in known:
+                    raise BadRequest(f"rule: id {rule.id} is already in use")
+            self._rules.extend(added)
+        return added
+
+    def remove(self, rule_id: str) -> bool:
+        with self._lock:
+            before = len(self._rules)
+            self._rules = [rule for rule in self._rules if rule.id != rule_id]
+            return len(self._rules) != before
+
+    def clear(self, token: str | None = None) -> None:
+        """Drop every rule, or only the rules of one token's namespace."""
+        with self._lock:
+            self._rules = [rule for rule in self._rules if token is not None and rule.spec.get("token") != token]
+
+    def list(self, token: str | None = None) -> list[Rule]:
+        return [rule for rule in self._rules if token is None or rule.spec.get("token") == token]
+
+    def __bool__(self) -> bool:
+        return bool(self._rules)
+
+    def decide(self, traffic: Traffic, now: float, extra: Iterable[Rule] = ()) -> Decision:
+        """Evaluate one request against ``extra`` (one-off rules from its header) and the book."""
+        decision = Decision()
+        with self._lock:
+            for rule in itertools.chain(extra, self._rules):
+                if rule.matches(traffic) and rule.fires(now):
+                    decision.fired.append(rule)
+        return decision
+
+
+def _body_matches(expected: Mapping[str, Any] | None, body: Any) -> bool:
+    if not expected:
+        return True
+    if not isinstance(body, Mapping):
+        return False
+    return all(field in body and body[field] == value for field, value in expected.items())
+
+
+RULE_HEADER = "x-bria-mock-rule"
+_PREFER_KEYS = {"code", "retry-after", "latency", "fault", "job", "job-polls"}
+
+
+def rules_from_headers(headers: Mapping[str, str], now: float) -> list[Rule]:
+    """One-off rules for this request alone: ``X-Bria-Mock-Rule`` (a rule or an action, as JSON)
+    and Prism-style ``Prefer: code=503, retry-after=2`` (also ``latency=MS``, ``fault=NAME``,
+    ``job=STATE``, ``job-polls=N``)."""
+    found: list[Rule] = []
+    raw = headers.get(RULE_HEADER)
+    if raw:
+        found.append(parse_rule(_header_json(raw), now))
+    prefer = _prefer(headers.get("prefer", ""))
+    if prefer:
+        found.extend(parse_rule({"action": action}, now) for action in _prefer_actions(prefer))
+    return found
+
+
+def _header_json(raw: str) -> Any:
+    try:
+        spec = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"X-Bria-Mock-Rule: not JSON ({exc.msg})") from None
+    return {"action": spec} if isinstance(spec, dict) and "type" in spec else spec
+
+
+def _prefer(value: str) -> dict[str, str]:
+    pairs = (part.strip().split("=", 1) for part in value.replace(";", ",").split(","))
+    return {
+        key.strip().lower(): val.strip()
+        for key, val in (p for p in pairs if len(p) == 2)
+        if key.strip() in _PREFER_KEYS
+    }
+
+
+def _prefer_actions(prefer: Mapping[str, str]) -> list[dict[str, Any]]:
+    try:
+        actions: list[dict[str, Any]] = []
+        if "latency" in prefer:
+            actions.append({"type": "latency", "ms": float(prefer["latency"])})
+        if "code" in prefer:
+            extra = {"headers": {"Retry-After": prefer["retry-after"]}} if "retry-after" in prefer else {}
+            actions.append({"type": "error", "status": int(prefer["code"]), **extra})
+        if "fault" in prefer:
+            actions.append({"type": "connection", "fault": prefer["fault"]})
+        if "job" in prefer or "job-polls" in prefer:
+            job: dict[str, Any] = {"type": "job", "state": prefer.get("job", "COMPLETED").upper()}
+            if "job-polls" in prefer:
+                job["polls"] = int(prefer["job-polls"])
+            actions.append(job)
+        return actions
+    except ValueError:
+        raise BadRequest(f"Prefer: a number was expected in {dict(prefer)}") from None
+
+
+def load_rules_file(path: str, now: float) -> list[Rule]:
+    """Rules from a JSON file: a list of rules, or ``{"rules": [...]}``. Errors name the file."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"rules file {path}: {exc}") from None
+    specs = data.get("rules", []) if isinstance(data, dict) else data
+    if not isinstance(specs, list):
+        raise ValueError(f'rules file {path}: expected a list of rules or {{"rules": [...]}}')
+    try:
+        return [parse_rule(spec, now) for spec in specs]
+    except BadRequest as exc:
+        raise ValueError(f"rules file {path}: {exc.details}") from None

@@ -1,0 +1,66 @@
+"""Assertions over the journal, for test bodies: called, not called, called in order.
+
+A failure says what was expected and lists the nearest recorded requests, so a test that
+sent the wrong body or hit the wrong endpoint shows it at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from mock_server.journal import Entry, Journal, matches
+
+NEAREST = 3
+
+
+def assert_called(journal: Journal, *, times: int | None = None, at_least: int = 1, **criteria: Any) -> list[Entry]:
+    """The entries matching ``criteria`` (endpoint, method, status, token, path, body={...});
+    fails unless there are exactly ``times`` of them, or at least ``at_least``."""
+    found = journal.entries(**criteria)
+    if (times is not None and len(found) != times) or (times is None and len(found) < at_least):
+        expected = f"exactly {times}" if times is not None else f"at least {at_least}"
+        raise AssertionError(
+            _message(f"expected {expected} call(s) matching {criteria}, got {len(found)}", journal, criteria)
+        )
+    return found
+
+
+def assert_not_called(journal: Journal, **criteria: Any) -> None:
+    """Fails when any recorded request matches ``criteria``."""
+    assert_called(journal, times=0, **criteria)
+
+
+def assert_called_in_order(journal: Journal, *steps: Mapping[str, Any]) -> None:
+    """Fails unless requests matching each step were made in this order (others may come between)."""
+    entries = journal.entries()
+    position = 0
+    for index, step in enumerate(steps):
+        position = _next_match(entries, position, step)
+        if position < 0:
+            raise AssertionError(
+                _message(f"step {index + 1} of {len(steps)} never came in order: {dict(step)}", journal, step)
+            )
+        position += 1
+
+
+def _next_match(entries: Sequence[Entry], start: int, criteria: Mapping[str, Any]) -> int:
+    return next((i for i in range(start, len(entries)) if matches(entries[i], criteria)), -1)
+
+
+def _message(headline: str, journal: Journal, criteria: Mapping[str, Any]) -> str:
+    nearest = sorted(journal.entries(), key=lambda entry: -_closeness(entry, criteria))[:NEAREST]
+    if not nearest:
+        return f"{headline}\nthe journal is empty"
+    lines = [f"  {entry.method} {entry.path} -> {entry.status} body={entry.body}" for entry in nearest]
+    return "\n".join([headline, "nearest recorded requests:", *lines])
+
+
+def _closeness(entry: Entry, criteria: Mapping[str, Any]) -> int:
+    score = 0
+    for key, wanted in criteria.items():
+        if key == "body" and isinstance(wanted, Mapping):
+            score += sum(isinstance(entry.body, dict) and entry.body.get(f) == v for f, v in wanted.items())
+        else:
+            score += matches(entry, {key: wanted})
+    return score

@@ -1,0 +1,145 @@
+"""The rule model and its four surfaces: header, rules file, admin API, Python API."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mock_server.config import Settings
+from mock_server.fixtures.plugin import BriaMock
+from mock_server.server import ServerThread
+
+RMBG = "/v2/image/edit/remove_background"
+FAIL_TWICE = {"endpoint": "remove_background", "action": {"type": "error", "status": 503}, "times": 2}
+
+
+def codes(api: httpx.Client, mock: BriaMock, n: int = 3, **extra: object) -> list[int]:
+    return [api.post(RMBG, json={"image": mock.url("/samples/subject.jpg"), **extra}).status_code for _ in range(n)]
+
+
+def test_python_api_fail_twice_then_succeed(api: httpx.Client, bria_mock: BriaMock) -> None:
+    bria_mock.backend.add_rules(FAIL_TWICE)
+
+    assert codes(api, bria_mock) == [503, 503, 202]
+
+
+def test_admin_api_add_list_delete_and_reset(api: httpx.Client, bria_mock: BriaMock, client_for) -> None:  # type: ignore[no-untyped-def]
+    admin = client_for(bria_mock.base_url, token=None)
+    added = admin.post("/bria-mock/rules", json={**FAIL_TWICE, "id": "flaky"})
+    assert added.status_code == 201
+    assert codes(api, bria_mock, 1) == [503]
+
+    listed = admin.get("/bria-mock/rules").json()["rules"]
+    assert [(rule["id"], rule["fired"]) for rule in listed] == [("flaky", 1)]
+    assert admin.delete("/bria-mock/rules/flaky").status_code == 200
+    assert codes(api, bria_mock, 1) == [202]
+    assert admin.delete("/bria-mock/rules/flaky").status_code == 404
+
+    admin.post("/bria-mock/rules", json=FAIL_TWICE)
+    admin.post("/bria-mock/reset")
+    assert admin.get("/bria-mock/rules").json()["rules"] == []
+
+
+def test_admin_api_refuses_a_bad_rule_with_the_envelope(bria_mock: BriaMock) -> None:
+    response = httpx.post(bria_mock.url("/bria-mock/rules"), json={"action": {"type": "error", "status": "x"}})
+
+    assert response.status_code == 400
+    assert response.json()["error"]["details"].startswith("rule: ")
+
+
+def test_rules_file_at_start(tmp_path: Path, client_for) -> None:  # type: ignore[no-untyped-def]
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"rules": [FAIL_TWICE]}))
+    with ServerThread(Settings(rules_file=str(rules))) as server:
+        api = client_for(server.base_url)
+        mock = BriaMock(server)
+        assert codes(api, mock) == [503, 503, 202]
+        server.reset()  # a reset brings the file's rules back, fresh
+        assert codes(api, mock) == [503, 503, 202]
+
+
+def test_a_broken_rules_file_is_a_clear_error_at_start(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps([{"action": {"type": "nope"}}]))
+
+    done = subprocess.run(
+        ["bria-mock", "serve", "--port", "0", "--rules", str(rules)], capture_output=True, text=True, timeout=30
+    )
+
+    assert done.returncode == 2
+    assert f"rules file {rules}: rule: " in done.stderr
+
+
+def test_header_rules_apply_to_that_request_only(api: httpx.Client, bria_mock: BriaMock) -> None:
+    image = bria_mock.url("/samples/subject.jpg")
+    first = api.post(RMBG, json={"image": image}, headers={"X-Bria-Mock-Rule": json.dumps(FAIL_TWICE)})
+
+    assert first.status_code == 503
+    assert codes(api, bria_mock, 2) == [202, 202]
+
+
+def test_match_on_body_fields_method_and_call_count(api: httpx.Client, bria_mock: BriaMock) -> None:
+    bria_mock.backend.add_rules(
+        [
+            {"body": {"sync": True}, "method": "POST", "action": {"type": "error", "status": 500}},
+            {"endpoint": "remove_background", "calls": [2], "action": {"type": "error", "status": 502}},
+        ]
+    )
+
+    assert codes(api, bria_mock, 1, sync=True) == [500]
+    assert codes(api, bria_mock, 3) == [502, 202, 202]  # the 2nd matching call: the sync one was the 1st
+
+
+def test_seeded_probability_replays_the_same_schedule(api: httpx.Client, bria_mock: BriaMock) -> None:
+    rule = {"endpoint": "remove_background", "action": {"type": "error", "status": 503}, "probability": 0.5, "seed": 7}
+
+    schedules = []
+    for _ in range(2):
+        bria_mock.reset()
+        bria_mock.backend.add_rules(rule)
+        schedules.append(codes(api, bria_mock, 12))
+
+    assert schedules[0] == schedules[1]
+    assert {503, 202} == set(schedules[0])
+
+
+def test_an_explicit_schedule_fires_exactly_where_it_says(api: httpx.Client, bria_mock: BriaMock) -> None:
+    bria_mock.backend.add_rules({"action": {"type": "error", "status": 500}, "schedule": [False, True, True, False]})
+
+    assert codes(api, bria_mock, 5) == [202, 500, 500, 202, 202]
+    assert bria_mock.backend.rules.list()[0].history == [False, True, True, False, False]
+
+
+def test_for_seconds_limits_a_rule_on_the_virtual_clock(api: httpx.Client, bria_mock: BriaMock) -> None:
+    bria_mock.backend.add_rules({"action": {"type": "error", "status": 503}, "for_seconds": 60})
+    assert codes(api, bria_mock, 1) == [503]
+
+    bria_mock.backend.clock.advance(60)
+
+    assert codes(api, bria_mock, 1) == [202]
+
+
+def test_namespaces_keep_tokens_apart(bria_mock: BriaMock, client_for) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = client_for(bria_mock.base_url, token="alice"), client_for(bria_mock.base_url, token="bob")
+    alice.post("/bria-mock/rules", json={"endpoint": "remove_background", "action": {"type": "error", "status": 503}})
+    bobs_job = bob.post(RMBG, json={"image": bria_mock.url("/samples/subject.jpg")}).json()["request_id"]
+
+    assert codes(alice, bria_mock, 1) == [503]
+    assert codes(bob, bria_mock, 1) == [202]
+    assert alice.get(f"/v2/status/{bobs_job}").status_code == 404  # not alice's job
+    alice.post("/bria-mock/reset")
+    assert bob.get(f"/v2/status/{bobs_job}").status_code == 200  # alice's reset left bob alone
+    assert codes(alice, bria_mock, 1) == [202]
+
+
+@pytest.mark.parametrize("header", [{}, {"X-Bria-Mock-Admin-Token": "wrong"}])
+def test_the_admin_token_protects_the_controls(make_server, header: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    server = make_server(admin_token="s3cret")
+
+    assert httpx.get(f"{server.base_url}/bria-mock/rules", headers=header).status_code == 401
+    ok = httpx.get(f"{server.base_url}/bria-mock/rules", headers={"X-Bria-Mock-Admin-Token": "s3cret"})
+    assert ok.status_code == 200
