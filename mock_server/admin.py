@@ -131,6 +131,16 @@ async def state(request: Request) -> Response:
     )
 
 
+async def upload(request: Request) -> Response:
+    """Keep the raw body as an input image; answers its URL on the fake."""
+    backend = _backend(request)
+    data = await request.body()
+    if not data:
+        raise BadRequest("body: the image bytes are missing")
+    path = backend.upload(data, request.headers.get("content-type", "application/octet-stream"))
+    return JSONResponse({"url": f"{str(request.base_url).rstrip('/')}{path}"}, status_code=201)
+
+
 def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
@@ -146,4 +156,5 @@ ROUTES = [
     Route(f"{PREFIX}/clock/advance", advance_clock, methods=["POST"]),
     Route(f"{PREFIX}/rate-limit", rate_limit, methods=["POST"]),
     Route(f"{PREFIX}/state", state, methods=["GET"]),
+    Route(f"{PREFIX}/uploads", upload, methods=["POST"]),
 ]

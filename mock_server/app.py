@@ -31,6 +31,7 @@ ROUTES = [
     Route("/v2/status/{request_id}", handlers.status, methods=["GET"]),
     Route("/results/{name}", handlers.result_image, methods=["GET"]),
     Route("/samples/{name}", handlers.sample_image, methods=["GET"]),
+    Route("/uploads/{name}", handlers.uploaded_image, methods=["GET"]),
     Route("/openapi.json", handlers.openapi_document, methods=["GET"]),
     *admin.ROUTES,
 ]
@@ -88,4 +89,5 @@ async def http_error_response(request: Request, exc: Exception) -> Response:
 async def crash_response(request: Request, exc: Exception) -> Response:
     """A bug in the fake: still the envelope, never a bare traceback (the server log has it)."""
     logger.error("bria-mock crashed on %s %s", request.method, request.url.path, exc_info=exc)
+    request.app.state.backend.crashes.append(exc)  # for the pytest plugin to re-raise in the test
     return await bria_error_response(request, ServerError(f"bria-mock internal error: {type(exc).__name__}"))

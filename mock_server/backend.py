@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import hmac
 import logging
 from collections.abc import Callable
@@ -41,6 +42,7 @@ logger = logging.getLogger("mock_server")
 
 RESULTS_PATH = "/results/"
 SAMPLES_PATH = "/samples/"
+UPLOADS_PATH = "/uploads/"
 # How long a due status poll waits for processing still under way before answering IN_PROGRESS.
 PROCESSING_TIMEOUT_SECONDS = 60.0
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -67,6 +69,10 @@ class BriaBackend:
         self.journal = Journal(max_entries=settings.journal_max_entries, max_bytes=settings.journal_max_bytes)
         self.limiter = RateLimiter(self.clock.now, per_minute(settings.rate_limit))
         self._tasks: set[asyncio.Task[None]] = set()
+        # Unexpected exceptions while serving (bugs in the fake), oldest first: the pytest
+        # plugin re-raises them in the test that caused them instead of leaving a bare 500.
+        self.crashes: list[BaseException] = []
+        self.uploads: dict[str, tuple[bytes, str]] = {}
         self._initial_rules = load_rules_file(settings.rules_file, self.clock.now()) if settings.rules_file else []
         self.rules.add(self._initial_rules)
 
@@ -80,6 +86,8 @@ class BriaBackend:
         self.journal.clear(token)
         self.limiter.clear(token)
         if token is None:
+            self.crashes.clear()
+            self.uploads.clear()
             for task in self._tasks:
                 task.cancel()
             self._tasks.clear()
@@ -148,8 +156,9 @@ class BriaBackend:
     async def _process(self, call: Call, job: Job, plan: Plan) -> None:
         try:
             job.outcome = await run_in_threadpool(self._finish, call, job, plan)
-        except Exception:  # a bug must not lose the job: it ends UNKNOWN, as a real 500 would
+        except Exception as exc:  # a bug must not lose the job: it ends UNKNOWN, as a real 500 would
             logger.exception("bria-mock failed while processing job %s", job.request_id)
+            self.crashes.append(exc)
             job.outcome = Outcome(JobState.UNKNOWN, error=error_object(500, "processing failed"))
         finally:
             job.task = None
@@ -198,6 +207,15 @@ class BriaBackend:
             body["error"] = job.outcome.error
         return body
 
+    def upload(self, data: bytes, content_type: str) -> str:
+        """Keep an input image on the fake (until reset) and return its path, ``/uploads/<digest>``."""
+        name = hashlib.sha256(data).hexdigest()[:32]
+        self.uploads[name] = (data, content_type)
+        return f"{UPLOADS_PATH}{name}"
+
+    def uploaded(self, name: str) -> tuple[bytes, str] | None:
+        return self.uploads.get(name)
+
     def result_image(self, name: str) -> bytes | None:
         """The bytes behind ``/results/<request_id>.png``; None once the job is gone."""
         job = self.jobs.get(name.removesuffix(".png")) if name.endswith(".png") else None
@@ -233,6 +251,9 @@ class BriaBackend:
             return self.result_image(path.removeprefix(RESULTS_PATH))
         if path.startswith(SAMPLES_PATH):
             return samples.sample(path.removeprefix(SAMPLES_PATH))
+        if path.startswith(UPLOADS_PATH):
+            upload = self.uploaded(path.removeprefix(UPLOADS_PATH))
+            return upload[0] if upload else None
         return None
 
 

@@ -92,6 +92,14 @@ async def sample_image(request: Request) -> Response:
     return Response(data, media_type=samples.content_type(name))
 
 
+async def uploaded_image(request: Request) -> Response:
+    """An input image a test put on the fake (``BriaBackend.upload`` or ``POST /bria-mock/uploads``)."""
+    upload = backend_of(request).uploaded(request.path_params["name"])
+    if upload is None:
+        raise ImageNotFound(f"no upload {request.path_params['name']}")
+    return Response(upload[0], media_type=upload[1])
+
+
 async def openapi_document(request: Request) -> Response:
     return JSONResponse(openapi.document())
 

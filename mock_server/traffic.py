@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any
 from starlette.datastructures import Headers
 
 from mock_server import connection_faults
-from mock_server.errors import BriaError, PayloadTooLarge, TooManyRequests, error_for_code, error_response
+from mock_server.errors import (
+    BriaError,
+    PayloadTooLarge,
+    ServerError,
+    TooManyRequests,
+    error_for_code,
+    error_response,
+)
 from mock_server.journal import redact_headers, summarise_body, token_id
 from mock_server.rules import Decision, Traffic, rules_from_headers
 
@@ -61,6 +68,11 @@ class TrafficLayer:
         exchange = Exchange(self.backend, scope, endpoint)
         try:
             await exchange.run(self.app, receive, send)
+        except Exception as exc:  # a bug in this layer: still the envelope, and the plugin hears of it
+            self.backend.crashes.append(exc)
+            if exchange.status is None:
+                await exchange.crashed(exc, send)
+            raise
         finally:
             exchange.record()
 
@@ -80,6 +92,7 @@ class Exchange:
         self.status: int | None = None
         self.response_headers: list[tuple[bytes, bytes]] = []
         self.response_bytes = 0
+        self.recorded = False
 
     async def run(self, app: ASGIApp, receive: Receive, send: Send) -> None:
         try:
@@ -95,6 +108,7 @@ class Exchange:
             await self._answer(_rule_error(terminal), send, custom_body=terminal.get("body"))
             return
         if terminal is not None and terminal["fault"] != "truncate":
+            self.record()
             await connection_faults.inject(terminal, receive, send)
             return
         self._pass_state(raw)
@@ -153,6 +167,9 @@ class Exchange:
         if jobs:
             state[JOB_KEY] = jobs[0]
 
+    async def crashed(self, exc: Exception, send: Send) -> None:
+        await self._answer(ServerError(f"bria-mock internal error: {type(exc).__name__}"), send)
+
     async def _answer(self, exc: BriaError, send: Send, custom_body: Any = None) -> None:
         response = error_response(exc, uuid.uuid4().hex)
         if custom_body is not None:
@@ -166,6 +183,8 @@ class Exchange:
 
             async def observe(message: Message) -> None:
                 self._observe(message)
+                if message["type"] == "http.response.body" and not message.get("more_body", False):
+                    self.record()  # before the last byte leaves: a client that has its answer sees the entry
                 await send(message)
 
             return observe
@@ -185,6 +204,7 @@ class Exchange:
             if message.get("more_body", False):
                 return
             body = b"".join(parts)
+            self.record()
             if fault is not None:
                 raw = connection_faults.raw_response(start["status"], start.get("headers", []), body)
                 await connection_faults.inject(fault, receive, send, raw)
@@ -202,6 +222,10 @@ class Exchange:
             self.response_bytes += len(message.get("body", b""))
 
     def record(self) -> None:
+        """Journal the exchange, once."""
+        if self.recorded:
+            return
+        self.recorded = True
         self.backend.journal.record(
             at=self.backend.clock.now(),
             method=self.scope["method"],

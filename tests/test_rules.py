@@ -56,7 +56,7 @@ def test_rules_file_at_start(tmp_path: Path, client_for) -> None:  # type: ignor
     rules.write_text(json.dumps({"rules": [FAIL_TWICE]}))
     with ServerThread(Settings(rules_file=str(rules))) as server:
         api = client_for(server.base_url)
-        mock = BriaMock(server)
+        mock = BriaMock.serving(server)
         assert codes(api, mock) == [503, 503, 202]
         server.reset()  # a reset brings the file's rules back, fresh
         assert codes(api, mock) == [503, 503, 202]
