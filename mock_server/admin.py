@@ -8,13 +8,14 @@ and rate-limit buckets), so parallel test workers with their own tokens never co
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mock_server.errors import BadRequest, ImageNotFound, Unauthorized
+from mock_server.errors import BadRequest, Forbidden, ImageNotFound, Unauthorized
 from mock_server.journal import token_id
 from mock_server.ratelimit import per_minute
 
@@ -28,13 +29,28 @@ ADMIN_TOKEN_HEADER = "x-bria-mock-admin-token"
 
 
 def _backend(request: Request) -> BriaBackend:
-    """The backend, once the caller may use the controls (admin token, when one is set)."""
+    """The backend, once the caller may use the controls.
+
+    With an admin token set, the caller must send it. Without one, only callers on this
+    machine (loopback) may: a fake listening on a network address is not open to it.
+    """
     backend: BriaBackend = request.app.state.backend
     expected = backend.settings.admin_token
-    given = request.headers.get(ADMIN_TOKEN_HEADER, "")
-    if expected and not hmac.compare_digest(given.encode(), expected.encode()):
-        raise Unauthorized(f"{ADMIN_TOKEN_HEADER}: the admin token is missing or wrong")
+    if expected:
+        given = request.headers.get(ADMIN_TOKEN_HEADER, "")
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise Unauthorized(f"{ADMIN_TOKEN_HEADER}: the admin token is missing or wrong")
+    elif not _from_loopback(request):
+        raise Forbidden("the controls answer only loopback callers unless the fake has an admin token (--admin-token)")
     return backend
+
+
+def _from_loopback(request: Request) -> bool:
+    host = request.client.host if request.client else ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _namespace(request: Request) -> str | None:

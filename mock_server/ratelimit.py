@@ -13,6 +13,8 @@ from collections.abc import Callable
 from mock_server.journal import token_id
 
 PLANS = {"free": 10, "payg": 60, "enterprise": 1000}
+# Buckets kept at most; past it the least recently used go (a full bucket is the default anyway).
+MAX_BUCKETS = 10_000
 
 
 def per_minute(value: str | int | None) -> int | None:
@@ -48,13 +50,13 @@ class RateLimiter:
         rate = self.limit / 60.0
         now = self._now()
         with self._lock:
-            tokens, updated = self._buckets.get((token, endpoint), (float(self.limit), now))
+            tokens, updated = self._buckets.pop((token, endpoint), (float(self.limit), now))
             tokens = min(float(self.limit), tokens + (now - updated) * rate)
-            if tokens >= 1:
-                self._buckets[(token, endpoint)] = (tokens - 1, now)
-                return None
-            self._buckets[(token, endpoint)] = (tokens, now)
-            return (1 - tokens) / rate
+            allowed = tokens >= 1
+            self._buckets[(token, endpoint)] = (tokens - 1 if allowed else tokens, now)  # most recent last
+            if len(self._buckets) > MAX_BUCKETS:
+                del self._buckets[next(iter(self._buckets))]
+            return None if allowed else (1 - tokens) / rate
 
     def retry_after(self, wait: float) -> str:
         """``Retry-After`` in whole seconds, never 0."""
