@@ -33,10 +33,10 @@ def subject_image(size: tuple[int, int] = SIZE, *, alpha: bool = False) -> Image
 
 
 def encode(image: Image.Image, fmt: str, *, comment: str = "") -> bytes:
-    """Encode an image; ``comment`` goes into the JPEG comment or a PNG text chunk."""
+    """Encode an image; ``comment`` goes into the JPEG or GIF comment, or a PNG text chunk."""
     out = io.BytesIO()
     options: dict[str, object] = {}
-    if comment and fmt == "JPEG":
+    if comment and fmt in ("JPEG", "GIF"):
         options["comment"] = comment
     if comment and fmt == "PNG":
         info = PngImagePlugin.PngInfo()

@@ -4,6 +4,8 @@ against ``schemas/`` as it arrives."""
 from __future__ import annotations
 
 import base64
+import subprocess
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -95,3 +97,23 @@ def subject_jpeg_b64() -> str:
     sample = samples.sample("subject.jpg")
     assert sample is not None
     return base64.b64encode(sample).decode()
+
+
+def wait_until_up(base_url: str, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Poll the health route of a fake started as a process until it answers (or fail)."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process is not None:
+            assert process.poll() is None, process.communicate()
+        try:
+            httpx.get(f"{base_url}/bria-mock/health", timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise AssertionError("bria-mock did not come up")
+
+
+@pytest.fixture(name="wait_until_up")
+def wait_until_up_fixture() -> Callable[..., None]:
+    """``wait_until_up(base_url, process=None)``: for tests that start the fake as a process."""
+    return wait_until_up

@@ -7,8 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -22,18 +21,6 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until_up(base_url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.communicate()
-        try:
-            httpx.get(f"{base_url}/bria-mock/health", timeout=1)
-            return
-        except httpx.TransportError:
-            time.sleep(0.05)
-    raise AssertionError("bria-mock did not come up")
-
-
 @pytest.fixture
 def port() -> int:
     return free_port()
@@ -44,7 +31,7 @@ def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[byt
 
 
 @pytest.fixture
-def served(port: int) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def served(port: int, wait_until_up: Callable[..., None]) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     process = start("bria-mock", "serve", "--port", str(port), "--token", "cli-token")
     base_url = f"http://127.0.0.1:{port}"
     wait_until_up(base_url, process)
@@ -74,7 +61,7 @@ def test_serve_answers_and_stops_cleanly_on_ctrl_c(served: tuple[str, subprocess
     assert b"Traceback" not in output
 
 
-def test_python_dash_m_and_environment_settings(port: int) -> None:
+def test_python_dash_m_and_environment_settings(port: int, wait_until_up: Callable[..., None]) -> None:
     env = {"BRIA_MOCK_PORT": str(port), "BRIA_MOCK_PUBLIC_URL": "http://fake.example.test:9"}
     process = start(sys.executable, "-m", "mock_server", "serve", env=env)
     base_url = f"http://127.0.0.1:{port}"

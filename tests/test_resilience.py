@@ -8,7 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -45,7 +45,7 @@ def test_200_concurrent_jobs_through_the_async_sdk_each_get_their_own_result(bri
     assert all(sent == got for _, sent, got in results)  # no result served for the wrong job
 
 
-def test_shutdown_drains_an_answer_in_flight() -> None:
+def test_shutdown_drains_an_answer_in_flight(wait_until_up: Callable[..., None]) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -55,7 +55,7 @@ def test_shutdown_drains_an_answer_in_flight() -> None:
     )  # fmt: skip
     base_url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_up(base_url)
+        wait_until_up(base_url, process)
         slow = '{"type": "slow_body", "duration_ms": 1500, "chunks": 5}'
         headers = {"api_token": "t", "X-Bria-Mock-Rule": slow}
         with httpx.stream("GET", f"{base_url}/v2/status/x", headers=headers, timeout=30) as response:
@@ -67,17 +67,6 @@ def test_shutdown_drains_an_answer_in_flight() -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
-
-
-def _wait_until_up(base_url: str) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"{base_url}/bria-mock/health", timeout=1)
-            return
-        except httpx.TransportError:
-            time.sleep(0.05)
-    raise AssertionError("the fake did not start")
 
 
 @pytest.mark.parametrize(
