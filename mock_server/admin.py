@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import json
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from mock_server.bodies import check_declared_length, parse_json, read_limited
 from mock_server.errors import BadRequest, Forbidden, ImageNotFound, Unauthorized
 from mock_server.journal import token_id
 from mock_server.ratelimit import per_minute
@@ -57,11 +57,15 @@ def _namespace(request: Request) -> str | None:
     return request.headers.get("api_token") or None
 
 
+async def _body(request: Request) -> bytes:
+    """The body, under the same size limit as the API routes."""
+    limit = request.app.state.backend.settings.max_body_bytes
+    check_declared_length(request.headers, limit)
+    return await read_limited(request.stream(), limit)
+
+
 async def _json_body(request: Request) -> Any:
-    try:
-        return json.loads(await request.body() or b"null")
-    except ValueError:
-        raise BadRequest("body: malformed JSON") from None
+    return parse_json(await _body(request) or b"null")
 
 
 async def health(request: Request) -> Response:
@@ -150,7 +154,7 @@ async def state(request: Request) -> Response:
 async def upload(request: Request) -> Response:
     """Keep the raw body as an input image; answers its URL on the fake."""
     backend = _backend(request)
-    data = await request.body()
+    data = await _body(request)
     if not data:
         raise BadRequest("body: the image bytes are missing")
     path = backend.upload(data, request.headers.get("content-type", "application/octet-stream"))

@@ -10,13 +10,22 @@ from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.routing import Route
 
 from mock_server import admin, handlers
 from mock_server.backend import BriaBackend
 from mock_server.config import Settings
-from mock_server.errors import BriaError, ImageNotFound, MethodNotAllowed, ServerError, error_for_code, error_response
+from mock_server.errors import (
+    BadRequest,
+    BriaError,
+    ImageNotFound,
+    MethodNotAllowed,
+    ServerError,
+    error_for_code,
+    error_response,
+)
 from mock_server.traffic import TrafficLayer
 
 if TYPE_CHECKING:
@@ -88,6 +97,8 @@ async def http_error_response(request: Request, exc: Exception) -> Response:
 
 async def crash_response(request: Request, exc: Exception) -> Response:
     """A bug in the fake: still the envelope, never a bare traceback (the server log has it)."""
+    if isinstance(exc, ClientDisconnect):  # the client left mid-body: nobody to answer, no bug
+        return await bria_error_response(request, BadRequest("body: the client disconnected"))
     logger.error("bria-mock crashed on %s %s", request.method, request.url.path, exc_info=exc)
     request.app.state.backend.crashes.append(exc)  # for the pytest plugin to re-raise in the test
     return await bria_error_response(request, ServerError(f"bria-mock internal error: {type(exc).__name__}"))

@@ -30,6 +30,7 @@ from mock_server.errors import (
     error_for_code,
     error_object,
 )
+from mock_server.fetch import fetch_image
 from mock_server.inputs import decode_base64, decode_image, url_scheme
 from mock_server.jobs import Clock, Job, JobState, JobStore, JobTimeline, Outcome, Progression
 from mock_server.journal import Journal, token_id
@@ -43,6 +44,7 @@ logger = logging.getLogger("mock_server")
 RESULTS_PATH = "/results/"
 SAMPLES_PATH = "/samples/"
 UPLOADS_PATH = "/uploads/"
+MAX_UPLOADS = 1000
 # How long a due status poll waits for processing still under way before answering IN_PROGRESS.
 PROCESSING_TIMEOUT_SECONDS = 60.0
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -211,6 +213,8 @@ class BriaBackend:
         """Keep an input image on the fake (until reset) and return its path, ``/uploads/<digest>``."""
         name = hashlib.sha256(data).hexdigest()[:32]
         self.uploads[name] = (data, content_type)
+        while len(self.uploads) > MAX_UPLOADS:  # the oldest go first
+            del self.uploads[next(iter(self.uploads))]
         return f"{UPLOADS_PATH}{name}"
 
     def uploaded(self, name: str) -> tuple[bytes, str] | None:
@@ -232,19 +236,26 @@ class BriaBackend:
         return self._fetch(value, field, local_hosts)
 
     def _fetch(self, url: str, field: str, local_hosts: frozenset[str]) -> bytes:
-        """Resolve a URL without the network: the fake's own results and samples, else 404/460."""
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
+        """Resolve a URL: the fake's own results, samples and uploads locally; the reserved
+        not-found host as 404; anything else 460, or fetched when remote fetching is on."""
+        try:
+            host = (urlsplit(url).hostname or "").lower()
+        except ValueError:  # e.g. "http://[::1/x": an unbalanced or invalid IPv6 literal
+            raise BadRequest(f"{field}: not a valid URL") from None
         if not host:
             raise BadRequest(f"{field}: the URL has no host")
         if host == NOT_FOUND_HOST:
             raise ImageNotFound(f"{field}: no image at {url}")
         if host in local_hosts:
-            data = self._local_resource(parts.path)
+            data = self._local_resource(urlsplit(url).path)
             if data is None:
                 raise ImageNotFound(f"{field}: no image at {url}")
             return data
-        raise DownloadFailed(f"{field}: could not download {url} (bria-mock does not fetch remote URLs)")
+        if not self.settings.allow_remote_fetch:
+            raise DownloadFailed(f"{field}: could not download {url} (remote fetching is off: allow_remote_fetch)")
+        return fetch_image(
+            url, field, max_bytes=self.settings.fetch_max_bytes, timeout=self.settings.fetch_timeout_seconds
+        )
 
     def _local_resource(self, path: str) -> bytes | None:
         if path.startswith(RESULTS_PATH):

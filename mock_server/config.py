@@ -46,6 +46,13 @@ class Settings:
     rules_file: str = ""
     # Required (header X-Bria-Mock-Admin-Token) on /bria-mock/ controls when set.
     admin_token: str = ""
+    # replace_background takes at most this many reference images (more: 400).
+    max_ref_images: int = 10
+    # Off: image URLs not on the fake answer 460. On: fetched, refusing every address that is
+    # not on the public internet, within a size and a time limit (see mock_server.fetch).
+    allow_remote_fetch: bool = False
+    fetch_max_bytes: int = 12 * 1024 * 1024
+    fetch_timeout_seconds: float = 10.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

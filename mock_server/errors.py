@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse
 # Bria's own status code: not in the IANA registry, so http.HTTPStatus does not know it.
 DOWNLOAD_FAILED = 460
 _REASONS = {DOWNLOAD_FAILED: "Failed to download image"}
+MAX_DETAILS = 500
 
 
 def reason_phrase(status_code: int) -> str:
@@ -43,6 +44,8 @@ class BriaError(Exception):
     status_code: ClassVar[int] = 500
 
     def __init__(self, details: str, *, headers: Mapping[str, str] | None = None) -> None:
+        if len(details) > MAX_DETAILS:  # details may echo the input: never echo a megabyte back
+            details = details[: MAX_DETAILS - 1] + "…"
         super().__init__(details)
         self.details = details
         self.headers = dict(headers or {})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -11,6 +10,7 @@ from starlette.responses import JSONResponse, Response
 
 from mock_server import openapi, samples
 from mock_server.backend import BriaBackend, Call
+from mock_server.bodies import parse_json
 from mock_server.contract import validate_request
 from mock_server.errors import BadRequest, ImageNotFound
 from mock_server.jobs import JobTimeline
@@ -62,7 +62,7 @@ async def _submit(request: Request, endpoint: str) -> Response:
     body = await read_json(request)
     validate_request(f"{endpoint}.request", body)
     call = Call(request_id=request_id_of(request), token=token, base_url=public_base(request))
-    prepare = partial(_PLANNERS[endpoint], body, backend.loader(call))
+    prepare = partial(_PLANNERS[endpoint], body, backend.loader(call), backend.settings)
     job_rule = request.scope.get("state", {}).get(JOB_KEY)
     timeline = JobTimeline.from_action(job_rule) if job_rule else None
     status_code, payload = await backend.submit(call, endpoint, bool(body.get("sync")), prepare, timeline)
@@ -113,9 +113,4 @@ async def read_json(request: Request) -> Any:
     if JSON_KEY in state:
         return state[JSON_KEY]
     raw = state[BODY_KEY] if BODY_KEY in state else await request.body()
-    try:
-        return json.loads(raw)
-    except UnicodeDecodeError:
-        raise BadRequest("body: not valid UTF-8") from None
-    except json.JSONDecodeError as exc:
-        raise BadRequest(f"body: malformed JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    return parse_json(raw)

@@ -135,7 +135,7 @@ def _summarise_images(value: Any) -> Any:
         return value  # a URL (or not a string) is kept as it is
     payload = value.split(",", 1)[1] if value.startswith("data:") else value
     return {
-        "sha256": hashlib.sha256(payload.encode()).hexdigest(),
+        "sha256": hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest(),
         "size": len(payload) * 3 // 4,
         "format": _sniff(payload),
     }

@@ -17,8 +17,9 @@ from typing import Any, Protocol
 from PIL import Image
 
 from mock_server import imaging
+from mock_server.config import Settings
 from mock_server.contract import with_defaults
-from mock_server.errors import ModerationFailed
+from mock_server.errors import BadRequest, ModerationFailed
 from mock_server.triggers import UNSAFE_INPUT_MARKER, UNSAFE_OUTPUT_MARKER, image_markers, prompt_is_unsafe
 
 REMOVE_BACKGROUND = "remove_background"
@@ -41,7 +42,7 @@ class Plan:
     output_unsafe: bool
 
 
-def plan_remove_background(body: Mapping[str, Any], load: ImageLoader) -> Plan:
+def plan_remove_background(body: Mapping[str, Any], load: ImageLoader, settings: Settings) -> Plan:
     """Check and prepare a remove_background request."""
     options = with_defaults("remove_background.request", body)
     image = load(options["image"], "image", endpoint=REMOVE_BACKGROUND)
@@ -50,9 +51,11 @@ def plan_remove_background(body: Mapping[str, Any], load: ImageLoader) -> Plan:
     return Plan(render=render, result_fields={}, output_unsafe=_output_unsafe(options, image))
 
 
-def plan_replace_background(body: Mapping[str, Any], load: ImageLoader) -> Plan:
+def plan_replace_background(body: Mapping[str, Any], load: ImageLoader, settings: Settings) -> Plan:
     """Check and prepare a replace_background request."""
     options = with_defaults("replace_background.request", body)
+    if len(_ref_images(options)) > settings.max_ref_images:
+        raise BadRequest(f"ref_images: at most {settings.max_ref_images} reference images (max_ref_images)")
     prompt = options.get("prompt") or None
     if prompt and options["prompt_content_moderation"] and prompt_is_unsafe(prompt):
         raise ModerationFailed("prompt: the prompt failed content moderation (prompt_content_moderation)")

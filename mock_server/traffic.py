@@ -7,7 +7,6 @@ answer last: it can delay, replace or break an answer, and record what really we
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import random
 import time
@@ -17,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 from starlette.datastructures import Headers
 
 from mock_server import connection_faults
+from mock_server.bodies import check_declared_length, parse_json, read_limited
 from mock_server.errors import (
+    BadRequest,
     BriaError,
-    PayloadTooLarge,
     ServerError,
     TooManyRequests,
     error_for_code,
@@ -29,6 +29,8 @@ from mock_server.journal import redact_headers, summarise_body, token_id
 from mock_server.rules import Decision, Traffic, rules_from_headers
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from mock_server.backend import BriaBackend
@@ -119,20 +121,8 @@ class Exchange:
         if self.scope["method"] != "POST":
             return b""
         limit = self.backend.settings.max_body_bytes
-        declared = self.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise PayloadTooLarge(f"body: {declared} bytes is over the limit of {limit} bytes")
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"body: over the limit of {limit} bytes")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        raw = b"".join(chunks)
+        check_declared_length(self.headers, limit)
+        raw = await read_limited(_chunks(receive), limit)
         self.body = _json_or_none(raw)
         return raw
 
@@ -296,7 +286,16 @@ async def _no_body() -> Message:
 
 
 def _json_or_none(raw: bytes) -> Any:
+    """The body's JSON for rules and the journal; None when it is not (the handler says why)."""
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        return parse_json(raw)
+    except BadRequest:
         return None
+
+
+async def _chunks(receive: Receive) -> AsyncIterator[bytes]:
+    while True:
+        message = await receive()
+        yield message.get("body", b"")
+        if not message.get("more_body", False):
+            return

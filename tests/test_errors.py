@@ -322,3 +322,35 @@ def test_job_failure_tokens_end_async_jobs_badly_and_sync_calls_in_500(
 
     assert api.get(status_url).json()["status"] == state
     assert api.post(RMBG, json={"image": subject_jpeg_b64, "sync": True}).status_code == 500
+
+
+def test_more_reference_images_than_max_ref_images_is_400(make_server, client_for, subject_jpeg_b64: str) -> None:  # type: ignore[no-untyped-def]
+    server = make_server(max_ref_images=2)
+    refs = [f"{server.base_url}/samples/background.jpg"] * 3
+
+    status, details = error_of(
+        client_for(server.base_url).post(REPLACE, json={"image": subject_jpeg_b64, "ref_images": refs})
+    )
+
+    assert (status, details) == (400, "ref_images: at most 2 reference images (max_ref_images)")
+
+
+def test_details_never_echo_a_megabyte_back(api: httpx.Client) -> None:
+    status, details = error_of(api.post(REPLACE, json={"image": "x", "prompt": "y", "fast": "t" * 1_000_000}))
+
+    assert status == 400
+    assert len(details) == 500
+    assert details.startswith("fast:") and details.endswith("…")
+
+
+def test_with_remote_fetching_on_a_private_address_is_refused_without_connecting(make_server, client_for) -> None:  # type: ignore[no-untyped-def]
+    api = client_for(make_server(allow_remote_fetch=True).base_url)
+
+    status, details = error_of(api.post(RMBG, json={"image": "http://10.0.0.1/cat.jpg"}))
+
+    assert status == 460
+    assert "10.0.0.1" in details and "refused" in details
+
+
+def test_with_remote_fetching_off_the_details_say_so(api: httpx.Client) -> None:
+    assert "remote fetching is off" in error_of(api.post(RMBG, json={"image": "http://10.0.0.1/cat.jpg"}))[1]

@@ -1,0 +1,59 @@
+"""Reading and parsing request bodies: one size limit, one JSON parser, for every route."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterable, Mapping
+from typing import Any
+
+from mock_server.errors import BadRequest, PayloadTooLarge
+
+_SURROGATE_ESCAPES = (b"\\ud8", b"\\ud9", b"\\uda", b"\\udb", b"\\udc", b"\\udd", b"\\ude", b"\\udf")
+
+
+def check_declared_length(headers: Mapping[str, str], limit: int) -> None:
+    """413 at once when the body declares more than ``limit`` bytes (nothing is read)."""
+    declared = headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"body: {declared} bytes is over the limit of {limit} bytes")
+
+
+async def read_limited(chunks: AsyncIterable[bytes], limit: int) -> bytes:
+    """The whole body, refused with 413 as soon as it passes ``limit`` (chunked uploads too)."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body: over the limit of {limit} bytes")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def parse_json(raw: bytes) -> Any:
+    """The JSON value of a body; 400 saying why when it is not JSON the fake can work with."""
+    try:
+        value = json.loads(raw)
+    except UnicodeDecodeError:
+        raise BadRequest("body: not valid UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"body: malformed JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except RecursionError:
+        raise BadRequest("body: JSON nested too deeply") from None
+    if any(escape in raw.lower() for escape in _SURROGATE_ESCAPES) and _has_lone_surrogate(value):
+        raise BadRequest("body: a string holds a lone UTF-16 surrogate (e.g. \\ud800): not valid Unicode")
+    return value
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(key) or _has_lone_surrogate(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(item) for item in value)
+    return False
