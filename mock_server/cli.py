@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Sequence
 
 from mock_server.config import ENV_PREFIX, Settings
+from mock_server.verify import add_verify_parser, run_verify
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--rate-limit", help="requests per minute per token and endpoint: free, payg, enterprise, a number, or off"
     )
     serve.add_argument("--admin-token", help="require this X-Bria-Mock-Admin-Token on the /bria-mock/ controls")
+    add_verify_parser(commands)
     return parser
 
 
@@ -57,6 +59,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if args.command == "verify":
+        raise SystemExit(run_verify(args))
     if args.command == "serve":
         from mock_server.server import serve  # uvicorn is imported only when serving
 
