@@ -95,7 +95,7 @@ async def add_rules(request: Request) -> Response:
 
 async def delete_rule(request: Request) -> Response:
     rule_id = request.path_params["rule_id"]
-    if not _backend(request).rules.remove(rule_id):
+    if not _backend(request).rules.remove(rule_id, _namespace(request)):
         raise ImageNotFound(f"no rule {rule_id}")
     return JSONResponse({"deleted": rule_id})
 
@@ -104,6 +104,9 @@ async def journal(request: Request) -> Response:
     backend = _backend(request)
     query = request.query_params
     criteria = {key: query.get(key) for key in ("endpoint", "method", "status", "path")}
+    for key in ("status", "limit"):
+        if not query.get(key, "0").isdigit():
+            raise BadRequest(f"{key}: expected a whole number, got {query.get(key)!r}")
     entries = backend.journal.entries(token=_namespace(request), **criteria)
     limit = int(query.get("limit", "0") or 0)
     shown = entries[-limit:] if limit > 0 else entries
@@ -118,10 +121,12 @@ async def clear_journal(request: Request) -> Response:
 async def advance_clock(request: Request) -> Response:
     body = await _json_body(request)
     seconds = body.get("seconds") if isinstance(body, dict) else None
-    if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
-        raise BadRequest("seconds: expected a number of seconds, 0 or more")
-    backend = _backend(request)
-    backend.clock.advance(float(seconds))
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool):
+        raise BadRequest("seconds: expected a number of seconds")
+    try:
+        _backend(request).clock.advance(float(seconds))
+    except (ValueError, OverflowError) as exc:
+        raise BadRequest(f"seconds: {exc}") from None
     return JSONResponse({"advanced": seconds})
 
 
@@ -130,7 +135,7 @@ async def rate_limit(request: Request) -> Response:
     value = body.get("per_minute", body.get("plan")) if isinstance(body, dict) else None
     try:
         limit = per_minute(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise BadRequest("per_minute: expected a number, or plan: free, payg, enterprise or off") from None
     _backend(request).limiter.configure(limit)
     return JSONResponse({"per_minute": limit})
@@ -141,9 +146,9 @@ async def state(request: Request) -> Response:
     namespace = _namespace(request)
     return JSONResponse(
         {
-            "jobs": len(backend.jobs),
+            "jobs": backend.jobs.count(token_id(namespace) if namespace else None),
             "rules": [rule.to_json() for rule in backend.rules.list(namespace)],
-            "journal": len(backend.journal),
+            "journal": len(backend.journal.entries(token=namespace)) if namespace else len(backend.journal),
             "rate_limit": {"per_minute": backend.limiter.limit, "buckets": backend.limiter.state(namespace)},
             "clock": backend.clock.now(),
             "namespace": token_id(namespace),

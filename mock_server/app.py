@@ -22,9 +22,9 @@ from mock_server.errors import (
     BriaError,
     ImageNotFound,
     MethodNotAllowed,
-    ServerError,
     error_for_code,
     error_response,
+    internal_error,
 )
 from mock_server.traffic import TrafficLayer
 
@@ -101,4 +101,4 @@ async def crash_response(request: Request, exc: Exception) -> Response:
         return await bria_error_response(request, BadRequest("body: the client disconnected"))
     logger.error("bria-mock crashed on %s %s", request.method, request.url.path, exc_info=exc)
     request.app.state.backend.crashes.append(exc)  # for the pytest plugin to re-raise in the test
-    return await bria_error_response(request, ServerError(f"bria-mock internal error: {type(exc).__name__}"))
+    return await bria_error_response(request, internal_error(exc))

@@ -7,6 +7,7 @@ or in the modules it calls, and every failure is raised as a ``BriaError``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import hashlib
 import hmac
@@ -45,6 +46,7 @@ RESULTS_PATH = "/results/"
 SAMPLES_PATH = "/samples/"
 UPLOADS_PATH = "/uploads/"
 MAX_UPLOADS = 1000
+MAX_CRASHES = 100  # kept for the pytest plugin; each holds its traceback
 # How long a due status poll waits for processing still under way before answering IN_PROGRESS.
 PROCESSING_TIMEOUT_SECONDS = 60.0
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -73,7 +75,7 @@ class BriaBackend:
         self._tasks: set[asyncio.Task[None]] = set()
         # Unexpected exceptions while serving (bugs in the fake), oldest first: the pytest
         # plugin re-raises them in the test that caused them instead of leaving a bare 500.
-        self.crashes: list[BaseException] = []
+        self.crashes: collections.deque[BaseException] = collections.deque(maxlen=MAX_CRASHES)
         self.uploads: dict[str, tuple[bytes, str]] = {}
         self._initial_rules = load_rules_file(settings.rules_file, self.clock.now()) if settings.rules_file else []
         self.rules.add(self._initial_rules)
@@ -99,7 +101,7 @@ class BriaBackend:
     def add_rules(self, specs: Any) -> list[Rule]:
         """Add rules from their JSON form (one rule or a list); 400 naming the problem."""
         specs = specs if isinstance(specs, list) else [specs]
-        return self.rules.add([parse_rule(spec, self.clock.now()) for spec in specs])
+        return self.rules.add([parse_rule(spec, self.clock.now(), self.rules.next_id()) for spec in specs])
 
     async def aclose(self) -> None:
         """Cancel background processing at shutdown."""
@@ -146,19 +148,20 @@ class BriaBackend:
         ``timeline`` (from a ``job`` rule) holds the job IN_PROGRESS longer or ends it another way.
         """
         plan = await run_in_threadpool(prepare)
-        job = self.jobs.create(call.request_id, endpoint, owner=token_id(call.token), timeline=timeline)
-        if sync:
-            job.outcome = await run_in_threadpool(self._finish, call, job, plan)
+        job = self.jobs.create(call.request_id, endpoint, owner=token_id(call.token), timeline=timeline, settled=sync)
+        if sync:  # the answer is the outcome: the status service reports it at once, holds ignored
+            await self._run(call, job, plan)
             return 200, self._sync_body(job)
-        job.task = asyncio.get_running_loop().create_task(self._process(call, job, plan))
+        job.task = asyncio.get_running_loop().create_task(self._run(call, job, plan))
         self._tasks.add(job.task)
         job.task.add_done_callback(self._tasks.discard)
         return 202, {"request_id": job.request_id, "status_url": f"{call.base_url}/v2/status/{job.request_id}"}
 
-    async def _process(self, call: Call, job: Job, plan: Plan) -> None:
+    async def _run(self, call: Call, job: Job, plan: Plan) -> None:
+        """Process a job to its outcome, in the thread pool; a bug ends it UNKNOWN, never lost."""
         try:
             job.outcome = await run_in_threadpool(self._finish, call, job, plan)
-        except Exception as exc:  # a bug must not lose the job: it ends UNKNOWN, as a real 500 would
+        except Exception as exc:  # as a real 500 would
             logger.exception("bria-mock failed while processing job %s", job.request_id)
             self.crashes.append(exc)
             job.outcome = Outcome(JobState.UNKNOWN, error=error_object(500, "processing failed"))

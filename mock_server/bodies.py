@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterable, Mapping
 from typing import Any
 
 from mock_server.errors import BadRequest, PayloadTooLarge
 
-_SURROGATE_ESCAPES = (b"\\ud8", b"\\ud9", b"\\uda", b"\\udb", b"\\udc", b"\\udd", b"\\ude", b"\\udf")
+# A JSON escape of a UTF-16 surrogate (\ud800-\udfff): only then can a string hold a lone one.
+_SURROGATE_ESCAPE = re.compile(rb"\\[uU][dD][89a-fA-F]")
 
 
 def check_declared_length(headers: Mapping[str, str], limit: int) -> None:
@@ -33,16 +35,28 @@ async def read_limited(chunks: AsyncIterable[bytes], limit: int) -> bytes:
 def parse_json(raw: bytes) -> Any:
     """The JSON value of a body; 400 saying why when it is not JSON the fake can work with."""
     try:
-        value = json.loads(raw)
+        value = json.loads(raw, parse_constant=_refuse_constant)
+    except _NotFinite as exc:
+        raise BadRequest(f"body: {exc} is not a JSON number the fake accepts") from None
     except UnicodeDecodeError:
         raise BadRequest("body: not valid UTF-8") from None
     except json.JSONDecodeError as exc:
         raise BadRequest(f"body: malformed JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
     except RecursionError:
         raise BadRequest("body: JSON nested too deeply") from None
-    if any(escape in raw.lower() for escape in _SURROGATE_ESCAPES) and _has_lone_surrogate(value):
+    if _SURROGATE_ESCAPE.search(raw) and _has_lone_surrogate(value):
         raise BadRequest("body: a string holds a lone UTF-16 surrogate (e.g. \\ud800): not valid Unicode")
     return value
+
+
+class _NotFinite(ValueError):
+    pass
+
+
+def _refuse_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON, though Python's parser takes them: they would reach
+    # clocks, probabilities and sleeps.
+    raise _NotFinite(name)
 
 
 def _has_lone_surrogate(value: Any) -> bool:

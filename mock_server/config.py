@@ -6,6 +6,7 @@ Settings are read when an app is created (``Settings.from_env()``), never at imp
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -79,7 +80,10 @@ def _parse(field: dataclasses.Field[Any], raw: str) -> Any:
         if kind == "int":
             return int(raw)
         if kind == "float":
-            return float(raw)
+            value = float(raw)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError("expected a finite number, 0 or more")
+            return value
     except ValueError as exc:
         raise ValueError(f"{ENV_PREFIX}{field.name.upper()}={raw!r}: {exc}") from None
     if kind == "tuple[str, ...]":

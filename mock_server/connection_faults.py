@@ -22,6 +22,11 @@ class NoSocket(RuntimeError):
     """A connection fault was asked for where there is no socket (an in-process client)."""
 
 
+def has_socket(send: Send) -> bool:
+    """Whether ``send`` writes to a real connection (uvicorn) rather than an in-process client."""
+    return getattr(getattr(send, "__self__", None), "transport", None) is not None
+
+
 def transport_of(send: Send) -> asyncio.Transport:
     transport = getattr(getattr(send, "__self__", None), "transport", None)
     if transport is None:

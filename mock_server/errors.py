@@ -136,6 +136,11 @@ class JobNotFound(BriaError):
         return {"status": "NOT_FOUND"}
 
 
+def internal_error(exc: BaseException) -> ServerError:
+    """The 500 a bug in the fake answers with: the envelope, naming the exception's type only."""
+    return ServerError(f"bria-mock internal error: {type(exc).__name__}")
+
+
 _BY_CODE: dict[int, type[BriaError]] = {
     cls.status_code: cls
     for cls in (

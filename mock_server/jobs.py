@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
+import threading
 import time
 from collections import OrderedDict
 from typing import Any
 
 from mock_server.errors import error_object
+
+MAX_ADVANCE_SECONDS = 10 * 365 * 24 * 3600.0
 
 
 class JobState(enum.StrEnum):
@@ -35,8 +38,8 @@ class Clock:
         self._offset = 0.0
 
     def advance(self, seconds: float) -> None:
-        if seconds < 0:
-            raise ValueError("the clock only moves forward")
+        if not 0 <= seconds <= MAX_ADVANCE_SECONDS:  # also refuses NaN and infinity
+            raise ValueError(f"the clock moves forward by 0 to {MAX_ADVANCE_SECONDS:.0f} seconds at a time")
         self._offset += seconds
 
 
@@ -81,6 +84,7 @@ class Job:
     created_at: float
     owner: str | None = None  # the token_id of the token that created it: its namespace
     timeline: JobTimeline | None = None
+    settled: bool = False  # a sync job: its outcome was the answer, so polls report it at once
     polls: int = 0
     outcome: Outcome | None = None
     # The background processing of an async job, until it has set ``outcome``.
@@ -100,33 +104,48 @@ class JobStore:
         self._ttl = ttl
         self._max_jobs = max(1, max_jobs)
         self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._lock = threading.Lock()  # the plugin's handle reads and resets from a test's thread
 
     def __len__(self) -> int:
         return len(self._jobs)
 
     def create(
-        self, request_id: str, endpoint: str, *, owner: str | None = None, timeline: JobTimeline | None = None
+        self,
+        request_id: str,
+        endpoint: str,
+        *,
+        owner: str | None = None,
+        timeline: JobTimeline | None = None,
+        settled: bool = False,
     ) -> Job:
         """Record a new job and drop what has expired or is over the count."""
-        self._expire()
-        job = Job(request_id, endpoint, self._clock.now(), owner=owner, timeline=timeline)
-        self._jobs[request_id] = job
-        while len(self._jobs) > self._max_jobs:
-            self._jobs.popitem(last=False)
+        job = Job(request_id, endpoint, self._clock.now(), owner=owner, timeline=timeline, settled=settled)
+        with self._lock:
+            self._expire()
+            self._jobs[request_id] = job
+            while len(self._jobs) > self._max_jobs:
+                self._jobs.popitem(last=False)
         return job
 
     def get(self, request_id: str) -> Job | None:
         """The job, or None when it was never created or has expired."""
-        self._expire()
-        return self._jobs.get(request_id)
+        with self._lock:
+            self._expire()
+            return self._jobs.get(request_id)
+
+    def count(self, owner: str | None = None) -> int:
+        """How many jobs are kept, or how many of one owner's."""
+        with self._lock:
+            return len(self._jobs) if owner is None else sum(job.owner == owner for job in self._jobs.values())
 
     def clear(self, owner: str | None = None) -> None:
         """Drop every job, or only one owner's."""
-        if owner is None:
-            self._jobs.clear()
-            return
-        for request_id in [rid for rid, job in self._jobs.items() if job.owner == owner]:
-            del self._jobs[request_id]
+        with self._lock:
+            if owner is None:
+                self._jobs.clear()
+                return
+            for request_id in [rid for rid, job in self._jobs.items() if job.owner == owner]:
+                del self._jobs[request_id]
 
     def _expire(self) -> None:
         deadline = self._clock.now() - self._ttl
@@ -150,6 +169,9 @@ class Progression:
         Polls only go up and time only goes forward, so once due a job stays due: together
         with an outcome that never changes, a job never goes back from a terminal state.
         """
+        if job.settled:
+            job.polls += 1
+            return True
         timeline = job.timeline or JobTimeline()
         polls = self.polls if timeline.polls is None else timeline.polls
         seconds = self.seconds if timeline.seconds is None else timeline.seconds

@@ -15,6 +15,7 @@ from mock_server.journal import token_id
 PLANS = {"free": 10, "payg": 60, "enterprise": 1000}
 # Buckets kept at most; past it the least recently used go (a full bucket is the default anyway).
 MAX_BUCKETS = 10_000
+MAX_PER_MINUTE = 1_000_000
 
 
 def per_minute(value: str | int | None) -> int | None:
@@ -24,8 +25,8 @@ def per_minute(value: str | int | None) -> int | None:
     if isinstance(value, str) and value.lower() in PLANS:
         return PLANS[value.lower()]
     limit = int(value)
-    if limit < 0:
-        raise ValueError("a rate limit is a plan name or a positive number per minute")
+    if not 0 <= limit <= MAX_PER_MINUTE:
+        raise ValueError(f"a rate limit is a plan name or a number per minute up to {MAX_PER_MINUTE}")
     return limit or None
 
 
@@ -45,11 +46,11 @@ class RateLimiter:
 
     def take(self, token: str, endpoint: str) -> float | None:
         """Spend one request; None when allowed, else the seconds until the next one is."""
-        if self.limit is None:
-            return None
-        rate = self.limit / 60.0
         now = self._now()
         with self._lock:
+            if self.limit is None:
+                return None
+            rate = self.limit / 60.0
             tokens, updated = self._buckets.pop((token, endpoint), (float(self.limit), now))
             tokens = min(float(self.limit), tokens + (now - updated) * rate)
             allowed = tokens >= 1
@@ -63,9 +64,11 @@ class RateLimiter:
         return str(max(1, math.ceil(wait)))
 
     def state(self, token: str | None = None) -> list[dict[str, object]]:
+        with self._lock:
+            buckets = list(self._buckets.items())
         return [
             {"token_id": token_id(key[0]), "endpoint": key[1], "remaining": math.floor(tokens)}
-            for key, (tokens, _) in self._buckets.items()
+            for key, (tokens, _) in buckets
             if token is None or key[0] == token
         ]
 

@@ -8,21 +8,22 @@ seeded draws make a random schedule replay exactly, and a schedule is a list a t
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import itertools
-import json
 import random
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from mock_server.bodies import parse_json
 from mock_server.contract import describe, validator
 from mock_server.errors import BadRequest
 
 RULE_SCHEMA = "admin/rule"
 TERMINAL_ACTIONS = frozenset({"error", "connection"})
-_ids = itertools.count(1)
+HISTORY_KEPT = 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +45,8 @@ class Rule:
     added_at: float
     matched: int = 0  # calls that matched everything but the firing limits
     fired: int = 0
-    history: list[bool] = dataclasses.field(default_factory=list)
+    # Fire / don't fire per matching call, the last HISTORY_KEPT of them: a replayable schedule.
+    history: collections.deque[bool] = dataclasses.field(default_factory=lambda: collections.deque(maxlen=HISTORY_KEPT))
     _random: random.Random = dataclasses.field(default_factory=random.Random, repr=False)
 
     @property
@@ -86,15 +88,15 @@ class Rule:
         return "for_seconds" not in spec or now - self.added_at < spec["for_seconds"]
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.spec, "id": self.id, "matched": self.matched, "fired": self.fired, "history": self.history}
+        return {**self.spec, "id": self.id, "matched": self.matched, "fired": self.fired, "history": list(self.history)}
 
 
-def parse_rule(spec: Any, now: float) -> Rule:
+def parse_rule(spec: Any, now: float, default_id: str = "rule") -> Rule:
     """A rule from its JSON form; 400 naming the field when it breaks the rule schema."""
     errors = list(validator(RULE_SCHEMA).iter_errors(spec))
     if errors:
         raise BadRequest(f"rule: {describe(errors[0])}")
-    rule_id = str(spec.get("id") or f"rule-{next(_ids)}")
+    rule_id = str(spec.get("id") or default_id)
     rule = Rule(spec={**spec, "id": rule_id}, id=rule_id, added_at=now)
     rule._random.seed(spec.get("seed"))
     return rule
@@ -125,6 +127,10 @@ class RuleBook:
     def __init__(self) -> None:
         self._rules: list[Rule] = []
         self._lock = threading.Lock()  # the Python API may add rules from a test's thread
+        self._ids = itertools.count(1)  # per book: a new fake numbers its rules from rule-1
+
+    def next_id(self) -> str:
+        return f"rule-{next(self._ids)}"
 
     def add(self, rules: Iterable[Rule]) -> list[Rule]:
         added = list(rules)
@@ -136,10 +142,15 @@ class RuleBook:
             self._rules.extend(added)
         return added
 
-    def remove(self, rule_id: str) -> bool:
+    def remove(self, rule_id: str, token: str | None = None) -> bool:
+        """Remove a rule; a namespaced caller (``token``) removes only its own."""
         with self._lock:
             before = len(self._rules)
-            self._rules = [rule for rule in self._rules if rule.id != rule_id]
+            self._rules = [
+                rule
+                for rule in self._rules
+                if rule.id != rule_id or (token is not None and rule.spec.get("token") != token)
+            ]
             return len(self._rules) != before
 
     def clear(self, token: str | None = None) -> None:
@@ -182,28 +193,25 @@ def rules_from_headers(headers: Mapping[str, str], now: float) -> list[Rule]:
     found: list[Rule] = []
     raw = headers.get(RULE_HEADER)
     if raw:
-        found.append(parse_rule(_header_json(raw), now))
+        found.append(parse_rule(_header_json(raw), now, "header"))
     prefer = _prefer(headers.get("prefer", ""))
     if prefer:
-        found.extend(parse_rule({"action": action}, now) for action in _prefer_actions(prefer))
+        found.extend(parse_rule({"action": action}, now, "prefer") for action in _prefer_actions(prefer))
     return found
 
 
 def _header_json(raw: str) -> Any:
     try:
-        spec = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise BadRequest(f"X-Bria-Mock-Rule: not JSON ({exc.msg})") from None
+        spec = parse_json(raw.encode("utf-8", "surrogatepass"))
+    except BadRequest as exc:
+        raise BadRequest(f"X-Bria-Mock-Rule: {exc.details.removeprefix('body: ')}") from None
     return {"action": spec} if isinstance(spec, dict) and "type" in spec else spec
 
 
 def _prefer(value: str) -> dict[str, str]:
-    pairs = (part.strip().split("=", 1) for part in value.replace(";", ",").split(","))
-    return {
-        key.strip().lower(): val.strip()
-        for key, val in (p for p in pairs if len(p) == 2)
-        if key.strip() in _PREFER_KEYS
-    }
+    pairs = (part.split("=", 1) for part in value.replace(";", ",").split(","))
+    named = {key.strip().lower(): val.strip() for key, val in (p for p in pairs if len(p) == 2)}
+    return {key: val for key, val in named.items() if key in _PREFER_KEYS}  # names are case-insensitive
 
 
 def _prefer_actions(prefer: Mapping[str, str]) -> list[dict[str, Any]]:
@@ -229,13 +237,15 @@ def _prefer_actions(prefer: Mapping[str, str]) -> list[dict[str, Any]]:
 def load_rules_file(path: str, now: float) -> list[Rule]:
     """Rules from a JSON file: a list of rules, or ``{"rules": [...]}``. Errors name the file."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        data = parse_json(Path(path).read_bytes())
+    except OSError as exc:
         raise ValueError(f"rules file {path}: {exc}") from None
+    except BadRequest as exc:
+        raise ValueError(f"rules file {path}: {exc.details}") from None
     specs = data.get("rules", []) if isinstance(data, dict) else data
     if not isinstance(specs, list):
         raise ValueError(f'rules file {path}: expected a list of rules or {{"rules": [...]}}')
     try:
-        return [parse_rule(spec, now) for spec in specs]
+        return [parse_rule(spec, now, f"file-{index}") for index, spec in enumerate(specs, start=1)]
     except BadRequest as exc:
         raise ValueError(f"rules file {path}: {exc.details}") from None

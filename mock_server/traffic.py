@@ -7,12 +7,14 @@ answer last: it can delay, replace or break an answer, and record what really we
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import random
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 
 from mock_server import connection_faults
@@ -20,10 +22,10 @@ from mock_server.bodies import check_declared_length, parse_json, read_limited
 from mock_server.errors import (
     BadRequest,
     BriaError,
-    ServerError,
     TooManyRequests,
     error_for_code,
     error_response,
+    internal_error,
 )
 from mock_server.journal import redact_headers, summarise_body, token_id
 from mock_server.rules import Decision, Traffic, rules_from_headers
@@ -38,6 +40,8 @@ if TYPE_CHECKING:
 BODY_KEY = "bria_mock.body"  # scope["state"] keys the handlers read: the raw body ...
 JSON_KEY = "bria_mock.json"  # ... its JSON, when it parsed (so it is parsed once) ...
 JOB_KEY = "bria_mock.job"  # ... and the job timeline a rule asked for
+logger = logging.getLogger("mock_server")
+LARGE_BODY_BYTES = 256 * 1024
 RATE_LIMITED = frozenset({"remove_background", "replace_background", "status"})
 _EDIT_PREFIX = "/v2/image/edit/"
 
@@ -70,11 +74,16 @@ class TrafficLayer:
         exchange = Exchange(self.backend, scope, endpoint)
         try:
             await exchange.run(self.app, receive, send)
-        except Exception as exc:  # a bug in this layer: still the envelope, and the plugin hears of it
-            self.backend.crashes.append(exc)
+        except Exception as exc:  # a bug in the fake: still the envelope, and the plugin hears of it
+            if exc not in self.backend.crashes:  # the app's own handler has not logged it
+                logger.error("bria-mock crashed on %s %s", scope["method"], scope["path"], exc_info=exc)
+                self.backend.crashes.append(exc)
             if exchange.status is None:
                 await exchange.crashed(exc, send)
-            raise
+            if not connection_faults.has_socket(send):
+                raise  # in-process, httpx raises it in the test at once
+            # Over a socket the answer has gone out: re-raising would only make uvicorn drop the
+            # client's keep-alive connection.
         finally:
             exchange.record()
 
@@ -90,6 +99,7 @@ class Exchange:
         self.token = self.headers.get("api_token") or None
         self.started = time.perf_counter()
         self.body: Any = None
+        self.summary: Any = None  # the body as the journal shows it
         self.decision = Decision()
         self.status: int | None = None
         self.response_headers: list[tuple[bytes, bytes]] = []
@@ -123,7 +133,10 @@ class Exchange:
         limit = self.backend.settings.max_body_bytes
         check_declared_length(self.headers, limit)
         raw = await read_limited(_chunks(receive), limit)
-        self.body = _json_or_none(raw)
+        if len(raw) > LARGE_BODY_BYTES:  # parse and digest off the event loop: other requests keep flowing
+            self.body, self.summary = await run_in_threadpool(_parse_and_summarise, raw)
+        else:
+            self.body, self.summary = _parse_and_summarise(raw)
         return raw
 
     def _decide(self) -> Decision:
@@ -158,7 +171,7 @@ class Exchange:
             state[JOB_KEY] = jobs[0]
 
     async def crashed(self, exc: Exception, send: Send) -> None:
-        await self._answer(ServerError(f"bria-mock internal error: {type(exc).__name__}"), send)
+        await self._answer(internal_error(exc), send)
 
     async def _answer(self, exc: BriaError, send: Send, custom_body: Any = None) -> None:
         response = error_response(exc, uuid.uuid4().hex)
@@ -223,7 +236,7 @@ class Exchange:
             endpoint=self.endpoint,
             token_id=token_id(self.token),
             request_headers=redact_headers(self.scope["headers"]),
-            body=summarise_body(self.body),
+            body=self.summary,
             status=self.status,
             response_headers=redact_headers(self.response_headers),
             response_bytes=self.response_bytes,
@@ -285,12 +298,13 @@ async def _no_body() -> Message:
     return {"type": "http.disconnect"}
 
 
-def _json_or_none(raw: bytes) -> Any:
-    """The body's JSON for rules and the journal; None when it is not (the handler says why)."""
+def _parse_and_summarise(raw: bytes) -> tuple[Any, Any]:
+    """The body's JSON for rules (None when it is not: the handler says why) and its journal summary."""
     try:
-        return parse_json(raw)
+        body = parse_json(raw)
     except BadRequest:
-        return None
+        return None, None
+    return body, summarise_body(body)
 
 
 async def _chunks(receive: Receive) -> AsyncIterator[bytes]:

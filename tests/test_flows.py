@@ -140,3 +140,11 @@ def test_public_url_is_the_base_of_status_and_image_urls(make_server, client_for
 def test_unknown_routes_and_methods_answer_in_the_envelope(api: httpx.Client) -> None:
     assert api.post("/v2/image/edit/no_such_endpoint", json={}).status_code == 404
     assert api.get(RMBG).status_code == 405
+
+
+def test_a_sync_job_is_completed_at_its_first_status_poll(api: httpx.Client, subject_jpeg_b64: str) -> None:
+    done = api.post(RMBG, json={"image": subject_jpeg_b64, "sync": True}).json()
+
+    status = api.get(f"/v2/status/{done['request_id']}").json()
+
+    assert (status["status"], status["result"]) == ("COMPLETED", done["result"])

@@ -127,8 +127,8 @@ BAD_BODIES = [
     pytest.param(b"null", "body: expected object, got null", id="json-null"),
     pytest.param(b'{"image": "\xff\xfe\xfd"}', "body: not valid UTF-8", id="invalid-utf8"),
     pytest.param(b'{"image": "ok", "prompt": "caf\xe9"}', "body: not valid UTF-8", id="latin1-not-utf8"),
-    pytest.param(b'{"image": NaN}', "image: expected string, got number", id="nan-literal"),
-    pytest.param(b'{"image": Infinity}', "image: expected string, got number", id="infinity-literal"),
+    pytest.param(b'{"image": NaN}', "body: NaN is not a JSON number", id="nan-literal"),
+    pytest.param(b'{"image": Infinity}', "body: Infinity is not a JSON number", id="infinity-literal"),
 ]
 
 

@@ -213,4 +213,5 @@ def test_the_readme_example_runs_as_written(pytester: pytest.Pytester) -> None:
     ]
     pytester.makepyfile(test_readme=example)
 
-    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    # In a subprocess: the official SDK imports numpy, which cannot be imported twice in one process.
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)

@@ -98,3 +98,40 @@ def test_rate_limit_buckets_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None
 
 def _states_for(limiter: ratelimit.RateLimiter, tokens: str) -> list[dict[str, object]]:
     return [bucket for token in tokens for bucket in limiter.state(token)]
+
+
+@pytest.mark.bria_strict(False)  # this test makes the fake crash on purpose
+def test_a_crash_is_recorded_once_and_the_connection_stays_usable(
+    bria_mock: BriaMock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(request_id: str, token: str) -> None:
+        raise ZeroDivisionError("inside the fake")
+
+    monkeypatch.setattr(bria_mock.backend, "status", broken)
+    with httpx.Client(base_url=bria_mock.base_url, headers={"api_token": "t"}) as client:
+        crashed = client.get("/v2/status/x")
+        after = client.get("/bria-mock/health")  # the same keep-alive connection
+
+    assert crashed.status_code == 500
+    assert crashed.json()["error"]["details"] == "bria-mock internal error: ZeroDivisionError"
+    assert after.status_code == 200
+    assert len(bria_mock.backend.crashes) == 1
+
+
+def test_a_sync_call_whose_processing_crashes_ends_its_job_unknown(
+    bria_mock: BriaMock, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    request.applymarker(pytest.mark.bria_strict(False))
+
+    def broken(*args: object, **kwargs: object) -> bytes:
+        raise ZeroDivisionError("inside rendering")
+
+    monkeypatch.setattr("mock_server.imaging.remove_background", broken)
+    with httpx.Client(base_url=bria_mock.base_url, headers={"api_token": "t"}) as client:
+        answer = client.post(
+            "/v2/image/edit/remove_background", json={"image": bria_mock.url("/samples/subject.jpg"), "sync": True}
+        )
+        status = client.get(f"/v2/status/{answer.json()['request_id']}").json()
+
+    assert answer.status_code == 500
+    assert status["status"] == "UNKNOWN"

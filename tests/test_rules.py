@@ -111,7 +111,7 @@ def test_an_explicit_schedule_fires_exactly_where_it_says(api: httpx.Client, bri
     bria_mock.backend.add_rules({"action": {"type": "error", "status": 500}, "schedule": [False, True, True, False]})
 
     assert codes(api, bria_mock, 5) == [202, 500, 500, 202, 202]
-    assert bria_mock.backend.rules.list()[0].history == [False, True, True, False, False]
+    assert list(bria_mock.backend.rules.list()[0].history) == [False, True, True, False, False]
 
 
 def test_for_seconds_limits_a_rule_on_the_virtual_clock(api: httpx.Client, bria_mock: BriaMock) -> None:
@@ -143,3 +143,64 @@ def test_the_admin_token_protects_the_controls(make_server, header: dict[str, st
     assert httpx.get(f"{server.base_url}/bria-mock/rules", headers=header).status_code == 401
     ok = httpx.get(f"{server.base_url}/bria-mock/rules", headers={"X-Bria-Mock-Admin-Token": "s3cret"})
     assert ok.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/bria-mock/clock/advance", b'{"seconds": NaN}'),
+        ("/bria-mock/clock/advance", b'{"seconds": 1e400}'),
+        ("/bria-mock/rate-limit", b'{"per_minute": 1e400}'),
+        ("/bria-mock/rules", b'{"action": {"type": "error", "status": 503}, "probability": NaN}'),
+        ("/bria-mock/rules", b'{"action": {"type": "error", "status": 200}}'),
+        ("/bria-mock/rules", b'{"action": {"type": "latency", "ms": 1e12}}'),
+    ],
+)
+def test_non_finite_or_out_of_range_control_values_are_400_and_change_nothing(
+    bria_mock: BriaMock, path: str, body: bytes
+) -> None:
+    before = bria_mock.backend.clock.now()
+
+    response = httpx.post(bria_mock.url(path), content=body, headers={"content-type": "application/json"})
+
+    assert response.status_code == 400
+    assert bria_mock.backend.clock.now() - before < 60
+    assert bria_mock.backend.rules.list() == []
+    assert httpx.get(bria_mock.url("/bria-mock/state")).status_code == 200
+
+
+@pytest.mark.parametrize("query", ["limit=abc", "status=abc"])
+def test_bad_journal_queries_are_400(bria_mock: BriaMock, query: str) -> None:
+    assert httpx.get(bria_mock.url(f"/bria-mock/journal?{query}")).status_code == 400
+
+
+@pytest.mark.parametrize(
+    "headers", [{"Prefer": "latency=inf"}, {"X-Bria-Mock-Rule": "[" * 100_000}, {"X-Bria-Mock-Rule": "{bad"}]
+)
+def test_bad_header_rules_are_400(api: httpx.Client, bria_mock: BriaMock, headers: dict[str, str]) -> None:
+    assert api.get("/v2/status/x", headers=headers).status_code == 400
+
+
+def test_prefer_names_are_case_insensitive(api: httpx.Client) -> None:
+    assert api.get("/v2/status/x", headers={"Prefer": "Code=503"}).status_code == 503
+
+
+def test_a_namespace_cannot_see_or_delete_another_ones_state(bria_mock: BriaMock, client_for) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = client_for(bria_mock.base_url, token="alice"), client_for(bria_mock.base_url, token="bob")
+    alice.post(
+        "/bria-mock/rules", json={"id": "alices", "endpoint": "result", "action": {"type": "error", "status": 500}}
+    )
+    alice.post(RMBG, json={"image": bria_mock.url("/samples/subject.jpg")})
+
+    assert bob.delete("/bria-mock/rules/alices").status_code == 404
+    assert bob.get("/bria-mock/state").json()["jobs"] == 0
+    assert alice.get("/bria-mock/state").json()["jobs"] == 1
+
+
+def test_a_rules_history_is_bounded(api: httpx.Client, bria_mock: BriaMock, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("mock_server.rules.HISTORY_KEPT", 3)
+    rule = bria_mock.add_rule(endpoint="status", action={"type": "latency", "ms": 0})
+    for _ in range(5):
+        api.get("/v2/status/x")
+
+    assert (rule.matched, list(rule.history)) == (5, [True, True, True])
