@@ -68,7 +68,12 @@ class BriaBackend:
         self.settings = settings
         self.clock = Clock()
         self.progression = Progression(polls=settings.progress_polls, seconds=settings.progress_seconds)
-        self.jobs = JobStore(self.clock, ttl=settings.job_ttl_seconds, max_jobs=settings.max_jobs)
+        self.jobs = JobStore(
+            self.clock,
+            ttl=settings.job_ttl_seconds,
+            max_jobs=settings.max_jobs,
+            max_result_bytes=settings.max_result_bytes,
+        )
         self.rules = RuleBook()
         self.journal = Journal(max_entries=settings.journal_max_entries, max_bytes=settings.journal_max_bytes)
         self.limiter = RateLimiter(self.clock.now, per_minute(settings.rate_limit))
@@ -160,13 +165,14 @@ class BriaBackend:
     async def _run(self, call: Call, job: Job, plan: Plan) -> None:
         """Process a job to its outcome, in the thread pool; a bug ends it UNKNOWN, never lost."""
         try:
-            job.outcome = await run_in_threadpool(self._finish, call, job, plan)
+            outcome = await run_in_threadpool(self._finish, call, job, plan)
         except Exception as exc:  # as a real 500 would
             logger.exception("bria-mock failed while processing job %s", job.request_id)
             self.crashes.append(exc)
-            job.outcome = Outcome(JobState.UNKNOWN, error=error_object(500, "processing failed"))
+            outcome = Outcome(JobState.UNKNOWN, error=error_object(500, "processing failed"))
         finally:
             job.task = None
+        self.jobs.settle(job, outcome)
 
     def _finish(self, call: Call, job: Job, plan: Plan) -> Outcome:
         forced = JOB_FAILURE_TOKENS.get(call.token)

@@ -32,6 +32,8 @@ class Settings:
     job_ttl_seconds: float = 3600.0
     # ... or earlier when more than this many jobs are kept: the oldest go first.
     max_jobs: int = 10_000
+    # ... or when their result images take more than this many bytes (a 1 MP cut-out is ~1 MB).
+    max_result_bytes: int = 512 * 1024 * 1024
     # Request bodies over this many bytes are refused with 413 before they are read whole.
     max_body_bytes: int = 16 * 1024 * 1024
     # Images declaring more pixels than this are refused with 415 before they are decoded.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import os
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -37,15 +37,23 @@ def backend_of(request: Request) -> BriaBackend:
 def request_id_of(request: Request) -> str:
     """The id of this request: the job's id, and the ``request_id`` of any error it gets."""
     if not hasattr(request.state, "request_id"):
-        request.state.request_id = uuid.uuid4().hex
+        request.state.request_id = new_request_id()
     rid: str = request.state.request_id
     return rid
+
+
+def new_request_id() -> str:
+    """32 random hex digits, like a uuid4's (os.urandom directly: several times cheaper)."""
+    return os.urandom(16).hex()
 
 
 def public_base(request: Request) -> str:
     """The fake's address as the client should use it: the configured public URL or the Host seen."""
     configured: str = backend_of(request).settings.public_url
-    return (configured or str(request.base_url)).rstrip("/")
+    if configured:
+        return configured.rstrip("/")
+    host = request.headers.get("host") or "{}:{}".format(*(request.scope.get("server") or ("localhost", 80)))
+    return f"{request.scope['scheme']}://{host}{request.scope.get('root_path', '')}".rstrip("/")
 
 
 async def remove_background(request: Request) -> Response:

@@ -92,18 +92,21 @@ class Job:
 
 
 class JobStore:
-    """In-memory jobs, oldest first, bounded by a time-to-live and a count.
+    """In-memory jobs, oldest first, bounded by a time-to-live, a count and the bytes of results.
 
     Expiry rule (documented in the README): a job and its result image are kept for
-    ``ttl`` seconds after the request was accepted, and at most ``max_jobs`` are kept;
-    past that the oldest is dropped. Either way its id then answers 404 NOT_FOUND.
+    ``ttl`` seconds after the request was accepted; at most ``max_jobs`` are kept, and
+    their result images take at most ``max_result_bytes``; past either bound the oldest
+    job goes first. Either way its id then answers 404 NOT_FOUND and its image 404.
     """
 
-    def __init__(self, clock: Clock, *, ttl: float, max_jobs: int) -> None:
+    def __init__(self, clock: Clock, *, ttl: float, max_jobs: int, max_result_bytes: int) -> None:
         self._clock = clock
         self._ttl = ttl
         self._max_jobs = max(1, max_jobs)
+        self._max_bytes = max(0, max_result_bytes)
         self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._bytes = 0
         self._lock = threading.Lock()  # the plugin's handle reads and resets from a test's thread
 
     def __len__(self) -> int:
@@ -118,14 +121,21 @@ class JobStore:
         timeline: JobTimeline | None = None,
         settled: bool = False,
     ) -> Job:
-        """Record a new job and drop what has expired or is over the count."""
+        """Record a new job and drop what has expired or is over the bounds."""
         job = Job(request_id, endpoint, self._clock.now(), owner=owner, timeline=timeline, settled=settled)
         with self._lock:
             self._expire()
             self._jobs[request_id] = job
-            while len(self._jobs) > self._max_jobs:
-                self._jobs.popitem(last=False)
+            self._trim()
         return job
+
+    def settle(self, job: Job, outcome: Outcome) -> None:
+        """Give a job its outcome (once), counting its image toward the byte bound."""
+        with self._lock:
+            job.outcome = outcome
+            if self._jobs.get(job.request_id) is job:  # an expired job's image is not kept
+                self._bytes += _image_size(job)
+                self._trim()
 
     def get(self, request_id: str) -> Job | None:
         """The job, or None when it was never created or has expired."""
@@ -138,22 +148,32 @@ class JobStore:
         with self._lock:
             return len(self._jobs) if owner is None else sum(job.owner == owner for job in self._jobs.values())
 
+    @property
+    def result_bytes(self) -> int:
+        return self._bytes
+
     def clear(self, owner: str | None = None) -> None:
         """Drop every job, or only one owner's."""
         with self._lock:
-            if owner is None:
-                self._jobs.clear()
-                return
-            for request_id in [rid for rid, job in self._jobs.items() if job.owner == owner]:
-                del self._jobs[request_id]
+            for request_id in [rid for rid, job in self._jobs.items() if owner is None or job.owner == owner]:
+                self._bytes -= _image_size(self._jobs.pop(request_id))
 
     def _expire(self) -> None:
         deadline = self._clock.now() - self._ttl
-        while self._jobs:
-            oldest = next(iter(self._jobs.values()))
-            if oldest.created_at > deadline:
-                return
-            self._jobs.popitem(last=False)
+        while self._jobs and next(iter(self._jobs.values())).created_at <= deadline:
+            self._drop_oldest()
+
+    def _trim(self) -> None:
+        while len(self._jobs) > self._max_jobs or (self._bytes > self._max_bytes and len(self._jobs) > 1):
+            self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        _, job = self._jobs.popitem(last=False)
+        self._bytes -= _image_size(job)
+
+
+def _image_size(job: Job) -> int:
+    return len(job.outcome.image) if job.outcome is not None and job.outcome.image is not None else 0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,6 +9,7 @@ import base64
 import binascii
 import collections
 import dataclasses
+import functools
 import hashlib
 import itertools
 import threading
@@ -21,6 +22,7 @@ _IMAGE_FIELDS = frozenset({"image", "ref_images"})
 _MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG", "PNG"), (b"RIFF", "WEBP"), (b"GIF8", "GIF"), (b"BM", "BMP"))
 
 
+@functools.lru_cache(maxsize=1024)  # tokens are few; hashing one per request is not needed
 def token_id(token: str | None) -> str | None:
     """A stable, non-reversible name for a token: what the journal and state show instead of it."""
     return None if token is None else "tok-" + hashlib.sha256(token.encode()).hexdigest()[:10]
@@ -133,7 +135,7 @@ def _summarise_images(value: Any) -> Any:
         return [_summarise_images(item) for item in value]
     if not isinstance(value, str) or "://" in value[:12]:
         return value  # a URL (or not a string) is kept as it is
-    payload = value.split(",", 1)[1] if value.startswith("data:") else value
+    payload = value.split(",", 1)[-1] if value.startswith("data:") else value
     return {
         "sha256": hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest(),
         "size": len(payload) * 3 // 4,
@@ -150,5 +152,19 @@ def _sniff(payload: str) -> str | None:
 
 
 def _estimate(fields: Mapping[str, Any]) -> int:
-    """A cheap size estimate (no serialisation on the request path)."""
-    return 200 + sum(len(str(value)) for value in fields.values() if isinstance(value, (str, dict, list)))
+    """A cheap size estimate (no serialisation on the request path): strings and one level of containers."""
+    return 200 + sum(_size(value) for value in fields.values())
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(len(str(key)) + _flat_size(item) for key, item in value.items())
+    if isinstance(value, list):
+        return sum(_flat_size(item) for item in value)
+    return 8
+
+
+def _flat_size(value: Any) -> int:
+    return len(value) if isinstance(value, str) else 120 if isinstance(value, dict | list) else 8

@@ -14,6 +14,8 @@ subject covering most of the border is separated poorly.
 
 from __future__ import annotations
 
+import functools
+
 from PIL import Image, ImageChops, ImageFilter, ImageStat
 
 WORKING_SIDE = 1024
@@ -115,13 +117,14 @@ def _ramp_start(border_histogram: list[int]) -> int:
     return _MAX_START
 
 
-def _ramp_lut(start: int, end: int) -> list[int]:
-    """Look-up table: 0 up to ``start``, 255 from ``end``, a smoothstep in between."""
+@functools.cache
+def _ramp_lut(start: int, end: int) -> tuple[int, ...]:
+    """Look-up table: 0 up to ``start``, 255 from ``end``, a smoothstep in between (built once per ramp)."""
     lut = []
     for value in range(256):
         t = min(1.0, max(0.0, (value - start) / (end - start)))
         lut.append(round(255 * t * t * (3 - 2 * t)))
-    return lut
+    return tuple(lut)
 
 
 def _clean(matte: Image.Image) -> Image.Image:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import random
 import time
-import uuid
 from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
@@ -42,6 +42,7 @@ JSON_KEY = "bria_mock.json"  # ... its JSON, when it parsed (so it is parsed onc
 JOB_KEY = "bria_mock.job"  # ... and the job timeline a rule asked for
 logger = logging.getLogger("mock_server")
 LARGE_BODY_BYTES = 256 * 1024
+_RULE_HEADERS = frozenset({b"x-bria-mock-rule", b"prefer"})  # ASGI header names are lower-case
 RATE_LIMITED = frozenset({"remove_background", "replace_background", "status"})
 _EDIT_PREFIX = "/v2/image/edit/"
 
@@ -140,11 +141,11 @@ class Exchange:
         return raw
 
     def _decide(self) -> Decision:
+        if not self.backend.rules and not any(name in _RULE_HEADERS for name, _ in self.scope["headers"]):
+            return Decision()  # the common case: no rule anywhere, nothing to parse
         now = self.backend.clock.now()
         traffic = Traffic(endpoint=self.endpoint, method=self.scope["method"], token=self.token, body=self.body)
         one_off = rules_from_headers(self.headers, now)
-        if not one_off and not self.backend.rules:
-            return Decision()  # the common case costs nothing
         return self.backend.rules.decide(traffic, now, extra=one_off)
 
     def _rate_limit(self) -> None:
@@ -174,7 +175,7 @@ class Exchange:
         await self._answer(internal_error(exc), send)
 
     async def _answer(self, exc: BriaError, send: Send, custom_body: Any = None) -> None:
-        response = error_response(exc, uuid.uuid4().hex)
+        response = error_response(exc, os.urandom(16).hex())
         if custom_body is not None:
             response.body = response.render(custom_body)
             response.init_headers(exc.headers)

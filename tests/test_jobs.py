@@ -58,3 +58,13 @@ def test_status_never_reports_failed(api: httpx.Client, bria_mock: BriaMock, cli
         seen.update(client.get(status_url).json()["status"] for _ in range(3))
 
     assert seen == {"IN_PROGRESS", "COMPLETED", "ERROR", "UNKNOWN"}
+
+
+def test_past_max_result_bytes_the_oldest_jobs_expire_first(make_server, client_for, subject_jpeg_b64: str) -> None:  # type: ignore[no-untyped-def]
+    server = make_server(max_result_bytes=1)  # every new result pushes the older ones out
+    api = client_for(server.base_url)
+    done = [api.post(RMBG, json={"image": subject_jpeg_b64, "sync": True}).json() for _ in range(2)]
+
+    assert [api.get(f"/v2/status/{body['request_id']}").status_code for body in done] == [404, 200]
+    assert httpx.get(done[0]["result"]["image_url"]).status_code == 404
+    assert server.backend.jobs.result_bytes == len(httpx.get(done[1]["result"]["image_url"]).content)

@@ -71,3 +71,10 @@ def test_verification_helpers_pass_and_fail_with_the_nearest_requests(api: httpx
         assert_called(journal, endpoint="replace_background", body={"prompt": "a forest"})
     with pytest.raises(AssertionError, match="step 2 of 2 never came in order"):
         assert_called_in_order(journal, {"endpoint": "status"}, {"endpoint": "replace_background"})
+
+
+@pytest.mark.parametrize("image", ["data:", "data:image/png;base64", "data:,"])
+def test_odd_data_urls_are_summarised_without_error(api: httpx.Client, bria_mock: BriaMock, image: str) -> None:
+    assert api.post(RMBG, json={"image": image}).status_code in (400, 415)
+    assert not bria_mock.backend.crashes
+    assert bria_mock.backend.journal.entries(endpoint="remove_background")[0].body["image"]["size"] >= 0
