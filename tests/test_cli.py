@@ -59,6 +59,7 @@ def test_serve_answers_and_stops_cleanly_on_ctrl_c(served: tuple[str, subprocess
     assert process.returncode == 0
     assert b"Finished server process" in output
     assert b"Traceback" not in output
+    assert b"cli-token" not in output  # tokens never reach the log
 
 
 def test_python_dash_m_and_environment_settings(port: int, wait_until_up: Callable[..., None]) -> None:
