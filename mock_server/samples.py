@@ -18,17 +18,25 @@ BACKGROUND_COLOUR = (200, 225, 245)
 SIZE = (640, 480)
 
 
-def subject_image(size: tuple[int, int] = SIZE, *, alpha: bool = False) -> Image.Image:
-    """An orange ellipse (the subject) centred on a plain light-blue background."""
+def subject_image(
+    size: tuple[int, int] = SIZE,
+    *,
+    subject: tuple[int, int, int] = SUBJECT_COLOUR,
+    background: tuple[int, int, int] = BACKGROUND_COLOUR,
+    alpha: bool = False,
+    edge_blur: float = 4,
+) -> Image.Image:
+    """An ellipse (the subject) centred on a plain background; with ``alpha``, RGBA whose
+    alpha is the subject, its edge softened (partially transparent) by ``edge_blur`` pixels."""
     width, height = size
-    image = Image.new("RGB", size, BACKGROUND_COLOUR)
+    image = Image.new("RGB", size, background)
     box = (width // 4, height // 5, width * 3 // 4, height * 4 // 5)
-    ImageDraw.Draw(image).ellipse(box, fill=SUBJECT_COLOUR)
+    ImageDraw.Draw(image).ellipse(box, fill=subject)
     if not alpha:
         return image
     mask = Image.new("L", size, 0)
     ImageDraw.Draw(mask).ellipse(box, fill=255)
-    image.putalpha(mask.filter(ImageFilter.GaussianBlur(4)))  # soft, partially transparent edge
+    image.putalpha(mask.filter(ImageFilter.GaussianBlur(edge_blur)) if edge_blur else mask)
     return image
 
 
