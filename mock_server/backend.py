@@ -248,7 +248,8 @@ class BriaBackend:
         """Resolve a URL: the fake's own results, samples and uploads locally; the reserved
         not-found host as 404; anything else 460, or fetched when remote fetching is on."""
         try:
-            host = (urlsplit(url).hostname or "").lower()
+            parts = urlsplit(url)
+            host = (parts.hostname or "").lower()
         except ValueError:  # e.g. "http://[::1/x": an unbalanced or invalid IPv6 literal
             raise BadRequest(f"{field}: not a valid URL") from None
         if not host:
@@ -256,7 +257,7 @@ class BriaBackend:
         if host == NOT_FOUND_HOST:
             raise ImageNotFound(f"{field}: no image at {url}")
         if host in local_hosts:
-            data = self._local_resource(urlsplit(url).path)
+            data = self._local_resource(parts.path)
             if data is None:
                 raise ImageNotFound(f"{field}: no image at {url}")
             return data

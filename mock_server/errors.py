@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http
+import os
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -22,6 +23,11 @@ def reason_phrase(status_code: int) -> str:
         return http.HTTPStatus(status_code).phrase
     except ValueError:
         return "Error"
+
+
+def new_request_id() -> str:
+    """32 random hex digits, like a uuid4's (os.urandom directly: several times cheaper)."""
+    return os.urandom(16).hex()
 
 
 def error_object(status_code: int, details: str) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +11,7 @@ from mock_server import openapi, samples
 from mock_server.backend import BriaBackend, Call
 from mock_server.bodies import parse_json
 from mock_server.contract import validate_request
-from mock_server.errors import BadRequest, ImageNotFound
+from mock_server.errors import BadRequest, ImageNotFound, new_request_id
 from mock_server.jobs import JobTimeline
 from mock_server.operations import (
     REMOVE_BACKGROUND,
@@ -40,11 +39,6 @@ def request_id_of(request: Request) -> str:
         request.state.request_id = new_request_id()
     rid: str = request.state.request_id
     return rid
-
-
-def new_request_id() -> str:
-    """32 random hex digits, like a uuid4's (os.urandom directly: several times cheaper)."""
-    return os.urandom(16).hex()
 
 
 def public_base(request: Request) -> str:

@@ -54,13 +54,14 @@ def plan_remove_background(body: Mapping[str, Any], load: ImageLoader, settings:
 def plan_replace_background(body: Mapping[str, Any], load: ImageLoader, settings: Settings) -> Plan:
     """Check and prepare a replace_background request."""
     options = with_defaults("replace_background.request", body)
-    if len(_ref_images(options)) > settings.max_ref_images:
+    ref_fields = _ref_images(options)
+    if len(ref_fields) > settings.max_ref_images:
         raise BadRequest(f"ref_images: at most {settings.max_ref_images} reference images (max_ref_images)")
     prompt = options.get("prompt") or None
     if prompt and options["prompt_content_moderation"] and prompt_is_unsafe(prompt):
         raise ModerationFailed("prompt: the prompt failed content moderation (prompt_content_moderation)")
     image = load(options["image"], "image", endpoint=REPLACE_BACKGROUND)
-    refs = {field: load(value, field, endpoint=REPLACE_BACKGROUND) for field, value in _ref_images(options)}
+    refs = {field: load(value, field, endpoint=REPLACE_BACKGROUND) for field, value in ref_fields}
     _moderate_inputs(options, {"image": image, **refs})
     seed = options["seed"] if options.get("seed") is not None else secrets.randbelow(2**31)
     render = partial(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 import random
 import time
 from typing import TYPE_CHECKING, Any
@@ -26,6 +25,7 @@ from mock_server.errors import (
     error_for_code,
     error_response,
     internal_error,
+    new_request_id,
 )
 from mock_server.journal import redact_headers, summarise_body, token_id
 from mock_server.rules import Decision, Traffic, rules_from_headers
@@ -175,7 +175,7 @@ class Exchange:
         await self._answer(internal_error(exc), send)
 
     async def _answer(self, exc: BriaError, send: Send, custom_body: Any = None) -> None:
-        response = error_response(exc, os.urandom(16).hex())
+        response = error_response(exc, new_request_id())
         if custom_body is not None:
             response.body = response.render(custom_body)
             response.init_headers(exc.headers)
