@@ -17,7 +17,6 @@ from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
-from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
 from mock_server import samples
@@ -32,7 +31,7 @@ from mock_server.errors import (
     error_object,
 )
 from mock_server.fetch import fetch_image
-from mock_server.inputs import decode_base64, decode_image, url_scheme
+from mock_server.inputs import InputImage, TooLargeToDecodeHere, check_image, decode_base64, url_scheme
 from mock_server.jobs import Clock, Job, JobState, JobStore, JobTimeline, Outcome, Progression
 from mock_server.journal import Journal, token_id
 from mock_server.operations import REMOVE_BACKGROUND, ImageLoader, Plan
@@ -49,7 +48,13 @@ MAX_UPLOADS = 1000
 MAX_CRASHES = 100  # kept for the pytest plugin; each holds its traceback
 # How long a due status poll waits for processing still under way before answering IN_PROGRESS.
 PROCESSING_TIMEOUT_SECONDS = 60.0
+# Inputs checked on the event loop, where a thread hop would cost more than the work: base64
+# values up to this many characters, decoding at most this many pixels. Larger inputs, and URLs,
+# are read in the thread pool, so that they never hold up other requests.
+INLINE_MAX_CHARS = 128 * 1024
+INLINE_MAX_PIXELS = 256 * 256
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+_FORMATS = frozenset({"JPEG", "PNG", "WEBP"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,39 +138,83 @@ class BriaBackend:
 
     # --- submitting -------------------------------------------------------------------
 
-    def loader(self, call: Call) -> ImageLoader:
-        """The image loader for one request: its own URLs (by its Host) resolve locally."""
-        local_hosts = _LOOPBACK_HOSTS | ({_host(call.base_url), _host(self.settings.public_url)} - {""})
-        return partial(self._load_image, local_hosts=local_hosts)
+    def loader(self, call: Call, *, inline: bool = False) -> ImageLoader:
+        """The image loader for one request: its own URLs (by its Host) resolve locally.
 
-    def _load_image(self, value: str, field: str, *, endpoint: str, local_hosts: frozenset[str]) -> Image.Image:
+        An ``inline`` loader (for the event loop) raises :class:`TooLargeToDecodeHere` instead
+        of fetching a URL or decoding a large image.
+        """
+        local_hosts = _LOOPBACK_HOSTS | ({_host(call.base_url), _host(self.settings.public_url)} - {""})
+        return partial(self._load_image, local_hosts=local_hosts, inline=inline)
+
+    def _load_image(
+        self, value: str, field: str, *, endpoint: str, local_hosts: frozenset[str], inline: bool
+    ) -> InputImage:
+        if inline and (len(value) > INLINE_MAX_CHARS or url_scheme(value) is not None):
+            raise TooLargeToDecodeHere(field)
         data = self._image_bytes(value, field, local_hosts)
-        formats = {"JPEG", "PNG", "WEBP"}
-        if endpoint == REMOVE_BACKGROUND and not self.settings.rmbg_accept_webp:
-            formats.discard("WEBP")
-        return decode_image(data, field, formats=formats, max_pixels=self.settings.max_image_pixels)
+        refuse_webp = endpoint == REMOVE_BACKGROUND and not self.settings.rmbg_accept_webp
+        formats = _FORMATS - {"WEBP"} if refuse_webp else _FORMATS
+        return check_image(
+            data,
+            field,
+            formats=formats,
+            max_pixels=self.settings.max_image_pixels,
+            decode_limit=INLINE_MAX_PIXELS if inline else None,
+        )
 
     async def submit(
-        self, call: Call, endpoint: str, sync: bool, prepare: Callable[[], Plan], timeline: JobTimeline | None = None
+        self,
+        call: Call,
+        endpoint: str,
+        sync: bool,
+        prepare: Callable[[ImageLoader], Plan],
+        timeline: JobTimeline | None = None,
     ) -> tuple[int, dict[str, Any]]:
-        """Accept a request: 200 with the result when ``sync``, else 202 and process in the background.
+        """Accept a request: 200 with the result when ``sync``, else 202.
 
-        ``timeline`` (from a ``job`` rule) holds the job IN_PROGRESS longer or ends it another way.
+        ``prepare`` checks the request and reads its images with the loader it is given. An
+        async job is processed on its first due status poll (see ``status``). ``timeline``
+        (from a ``job`` rule) holds the job IN_PROGRESS longer or ends it another way.
         """
-        plan = await run_in_threadpool(prepare)
-        job = self.jobs.create(call.request_id, endpoint, owner=token_id(call.token), timeline=timeline, settled=sync)
+        plan = await self._prepare(call, prepare)
+        job = self.jobs.create(
+            call.request_id,
+            endpoint,
+            owner=token_id(call.token),
+            timeline=timeline,
+            settled=sync,
+            work=partial(self._finish, call, plan),
+            pending_bytes=plan.input_bytes,
+        )
         if sync:  # the answer is the outcome: the status service reports it at once, holds ignored
-            await self._run(call, job, plan)
+            await self._process(job, timeout=None)
             return 200, self._sync_body(job)
-        job.task = asyncio.get_running_loop().create_task(self._run(call, job, plan))
-        self._tasks.add(job.task)
-        job.task.add_done_callback(self._tasks.discard)
         return 202, {"request_id": job.request_id, "status_url": f"{call.base_url}/v2/status/{job.request_id}"}
 
-    async def _run(self, call: Call, job: Job, plan: Plan) -> None:
-        """Process a job to its outcome, in the thread pool; a bug ends it UNKNOWN, never lost."""
+    async def _prepare(self, call: Call, prepare: Callable[[ImageLoader], Plan]) -> Plan:
+        """Check a request: on the event loop when its images are small, else in the thread pool."""
         try:
-            outcome = await run_in_threadpool(self._finish, call, job, plan)
+            return prepare(self.loader(call, inline=True))
+        except TooLargeToDecodeHere:
+            return await run_in_threadpool(prepare, self.loader(call))
+
+    async def _process(self, job: Job, timeout: float | None = PROCESSING_TIMEOUT_SECONDS) -> None:
+        """Process a job unless it is done, and wait for it (every caller waits for the same run)."""
+        if job.outcome is not None:
+            return
+        if job.task is None:
+            job.task = asyncio.get_running_loop().create_task(self._run(job))
+            self._tasks.add(job.task)
+            job.task.add_done_callback(self._tasks.discard)
+        await asyncio.wait({job.task}, timeout=timeout)
+
+    async def _run(self, job: Job) -> None:
+        """Process a job to its outcome, in the thread pool; a bug ends it UNKNOWN, never lost."""
+        work = job.work
+        try:
+            assert work is not None, "a job without an outcome has its work"
+            outcome = await run_in_threadpool(work, job)
         except Exception as exc:  # as a real 500 would
             logger.exception("bria-mock failed while processing job %s", job.request_id)
             self.crashes.append(exc)
@@ -174,7 +223,7 @@ class BriaBackend:
             job.task = None
         self.jobs.settle(job, outcome)
 
-    def _finish(self, call: Call, job: Job, plan: Plan) -> Outcome:
+    def _finish(self, call: Call, plan: Plan, job: Job) -> Outcome:
         forced = JOB_FAILURE_TOKENS.get(call.token)
         if forced is not None:
             return Outcome(forced, error=error_object(500, f"job failure forced by trigger token {call.token}"))
@@ -200,15 +249,16 @@ class BriaBackend:
     async def status(self, request_id: str, token: str) -> dict[str, Any]:
         """The status service's body for one poll (which counts toward the job's progression).
 
-        When the progression says the job is due but its processing is still running, the
-        poll waits for it: how many polls a job takes never depends on the machine's speed.
+        The first poll that the progression says is due processes the job and waits for it;
+        later polls while it runs wait too: how many polls a job takes never depends on the
+        machine's speed.
         """
         job = self.jobs.get(request_id)
         if job is None or job.owner != token_id(token):  # another token's job is not there for you
             raise JobNotFound(f"no job {request_id}")
         due = self.progression.due(job, self.clock.now())
-        if due and job.outcome is None and job.task is not None:
-            await asyncio.wait({job.task}, timeout=PROCESSING_TIMEOUT_SECONDS)
+        if due:
+            await self._process(job)
         if not due or job.outcome is None:
             return {"request_id": request_id, "status": JobState.IN_PROGRESS.value}
         body: dict[str, Any] = {"request_id": request_id, "status": job.outcome.state.value}

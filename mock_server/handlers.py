@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import JSONResponse, Response
@@ -64,10 +63,12 @@ async def _submit(request: Request, endpoint: str) -> Response:
     body = await read_json(request)
     validate_request(f"{endpoint}.request", body)
     call = Call(request_id=request_id_of(request), token=token, base_url=public_base(request))
-    prepare = partial(_PLANNERS[endpoint], body, backend.loader(call), backend.settings)
+    planner = _PLANNERS[endpoint]
     job_rule = request.scope.get("state", {}).get(JOB_KEY)
     timeline = JobTimeline.from_action(job_rule) if job_rule else None
-    status_code, payload = await backend.submit(call, endpoint, bool(body.get("sync")), prepare, timeline)
+    status_code, payload = await backend.submit(
+        call, endpoint, bool(body.get("sync")), lambda load: planner(body, load, backend.settings), timeline
+    )
     return JSONResponse(payload, status_code=status_code)
 
 

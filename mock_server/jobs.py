@@ -8,6 +8,7 @@ import enum
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from mock_server.errors import error_object
@@ -77,7 +78,12 @@ class JobTimeline:
 
 @dataclasses.dataclass
 class Job:
-    """One accepted request. ``outcome`` is set once, when processing ends, and never changes."""
+    """One accepted request. ``outcome`` is set once, when processing ends, and never changes.
+
+    An async job is processed when first needed (its first due status poll), not when it is
+    accepted: until then ``work`` holds what computes its outcome, and ``pending_bytes`` the
+    size of the input images it keeps for that (counted toward the store's byte bound).
+    """
 
     request_id: str
     endpoint: str
@@ -87,17 +93,20 @@ class Job:
     settled: bool = False  # a sync job: its outcome was the answer, so polls report it at once
     polls: int = 0
     outcome: Outcome | None = None
-    # The background processing of an async job, until it has set ``outcome``.
+    work: Callable[[Job], Outcome] | None = dataclasses.field(default=None, repr=False)
+    pending_bytes: int = 0
+    # The processing of the job while it runs, until it has set ``outcome``.
     task: asyncio.Task[None] | None = dataclasses.field(default=None, repr=False)
 
 
 class JobStore:
-    """In-memory jobs, oldest first, bounded by a time-to-live, a count and the bytes of results.
+    """In-memory jobs, oldest first, bounded by a time-to-live, a count and the bytes of images.
 
     Expiry rule (documented in the README): a job and its result image are kept for
     ``ttl`` seconds after the request was accepted; at most ``max_jobs`` are kept, and
-    their result images take at most ``max_result_bytes``; past either bound the oldest
-    job goes first. Either way its id then answers 404 NOT_FOUND and its image 404.
+    their images (results, and the inputs of jobs not processed yet) take at most
+    ``max_result_bytes``; past either bound the oldest job goes first. Either way its
+    id then answers 404 NOT_FOUND and its image 404.
     """
 
     def __init__(self, clock: Clock, *, ttl: float, max_jobs: int, max_result_bytes: int) -> None:
@@ -120,21 +129,27 @@ class JobStore:
         owner: str | None = None,
         timeline: JobTimeline | None = None,
         settled: bool = False,
+        work: Callable[[Job], Outcome] | None = None,
+        pending_bytes: int = 0,
     ) -> Job:
         """Record a new job and drop what has expired or is over the bounds."""
         job = Job(request_id, endpoint, self._clock.now(), owner=owner, timeline=timeline, settled=settled)
+        job.work, job.pending_bytes = work, pending_bytes
         with self._lock:
             self._expire()
             self._jobs[request_id] = job
+            self._bytes += _image_size(job)
             self._trim()
         return job
 
     def settle(self, job: Job, outcome: Outcome) -> None:
-        """Give a job its outcome (once), counting its image toward the byte bound."""
+        """Give a job its outcome (once), counting its result image instead of its inputs."""
         with self._lock:
-            job.outcome = outcome
-            if self._jobs.get(job.request_id) is job:  # an expired job's image is not kept
-                self._bytes += _image_size(job)
+            kept = self._jobs.get(job.request_id) is job  # an expired job's image is not kept
+            before = _image_size(job)
+            job.outcome, job.work = outcome, None
+            if kept:
+                self._bytes += _image_size(job) - before
                 self._trim()
 
     def get(self, request_id: str) -> Job | None:
@@ -149,7 +164,8 @@ class JobStore:
             return len(self._jobs) if owner is None else sum(job.owner == owner for job in self._jobs.values())
 
     @property
-    def result_bytes(self) -> int:
+    def image_bytes(self) -> int:
+        """The bytes of images held: results, and the inputs of jobs not processed yet."""
         return self._bytes
 
     def clear(self, owner: str | None = None) -> None:
@@ -173,7 +189,10 @@ class JobStore:
 
 
 def _image_size(job: Job) -> int:
-    return len(job.outcome.image) if job.outcome is not None and job.outcome.image is not None else 0
+    """The bytes a job holds: its result image, or the input images it waits to process."""
+    if job.outcome is None:
+        return job.pending_bytes
+    return len(job.outcome.image) if job.outcome.image is not None else 0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,32 +14,32 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, Protocol
 
-from PIL import Image
-
 from mock_server import imaging
 from mock_server.config import Settings
 from mock_server.contract import with_defaults
 from mock_server.errors import BadRequest, ModerationFailed
-from mock_server.triggers import UNSAFE_INPUT_MARKER, UNSAFE_OUTPUT_MARKER, image_markers, prompt_is_unsafe
+from mock_server.inputs import InputImage
+from mock_server.triggers import UNSAFE_INPUT_MARKER, UNSAFE_OUTPUT_MARKER, prompt_is_unsafe
 
 REMOVE_BACKGROUND = "remove_background"
 REPLACE_BACKGROUND = "replace_background"
 
 
 class ImageLoader(Protocol):
-    """Reads one image field (base64 or URL) into a decoded image, raising the documented errors."""
+    """Reads one image field (base64 or URL) into a checked image, raising the documented errors."""
 
-    def __call__(self, value: str, field: str, *, endpoint: str) -> Image.Image: ...
+    def __call__(self, value: str, field: str, *, endpoint: str) -> InputImage: ...
 
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """An accepted request, ready to render: its result fields besides image_url, and whether
-    the result will fail output moderation."""
+    """An accepted request, ready to render: its result fields besides image_url, whether
+    the result will fail output moderation, and the bytes of the input images it holds."""
 
     render: Callable[[], bytes]
     result_fields: Mapping[str, Any]
     output_unsafe: bool
+    input_bytes: int = 0
 
 
 def plan_remove_background(body: Mapping[str, Any], load: ImageLoader, settings: Settings) -> Plan:
@@ -47,8 +47,8 @@ def plan_remove_background(body: Mapping[str, Any], load: ImageLoader, settings:
     options = with_defaults("remove_background.request", body)
     image = load(options["image"], "image", endpoint=REMOVE_BACKGROUND)
     _moderate_inputs(options, {"image": image})
-    render = partial(imaging.remove_background, image, preserve_alpha=options["preserve_alpha"])
-    return Plan(render=render, result_fields={}, output_unsafe=_output_unsafe(options, image))
+    render = partial(_render_remove_background, image, preserve_alpha=options["preserve_alpha"])
+    return Plan(render, {}, _output_unsafe(options, image), input_bytes=len(image.data))
 
 
 def plan_replace_background(body: Mapping[str, Any], load: ImageLoader, settings: Settings) -> Plan:
@@ -65,7 +65,7 @@ def plan_replace_background(body: Mapping[str, Any], load: ImageLoader, settings
     _moderate_inputs(options, {"image": image, **refs})
     seed = options["seed"] if options.get("seed") is not None else secrets.randbelow(2**31)
     render = partial(
-        imaging.replace_background,
+        _render_replace_background,
         image,
         prompt=prompt,
         ref_images=list(refs.values()),
@@ -81,7 +81,16 @@ def plan_replace_background(body: Mapping[str, Any], load: ImageLoader, settings
         fields["refined_prompt"] = (
             imaging.refine_prompt(prompt, options["mode"]) if options["refine_prompt"] else prompt
         )
-    return Plan(render=render, result_fields=fields, output_unsafe=_output_unsafe(options, image))
+    held = len(image.data) + sum(len(ref.data) for ref in refs.values())
+    return Plan(render, fields, _output_unsafe(options, image), input_bytes=held)
+
+
+def _render_remove_background(image: InputImage, *, preserve_alpha: bool) -> bytes:
+    return imaging.remove_background(image.open(), preserve_alpha=preserve_alpha)
+
+
+def _render_replace_background(image: InputImage, *, ref_images: list[InputImage], **options: Any) -> bytes:
+    return imaging.replace_background(image.open(), ref_images=[ref.open() for ref in ref_images], **options)
 
 
 def _ref_images(options: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -91,15 +100,15 @@ def _ref_images(options: Mapping[str, Any]) -> list[tuple[str, str]]:
     return [(f"ref_images[{index}]", value) for index, value in enumerate(refs)]
 
 
-def _moderate_inputs(options: Mapping[str, Any], images: Mapping[str, Image.Image]) -> None:
+def _moderate_inputs(options: Mapping[str, Any], images: Mapping[str, InputImage]) -> None:
     if not options.get("visual_input_content_moderation"):
         return
     for field, image in images.items():
-        if UNSAFE_INPUT_MARKER in image_markers(image):
+        if UNSAFE_INPUT_MARKER in image.markers:
             raise ModerationFailed(
                 f"{field}: the input image failed content moderation (visual_input_content_moderation)"
             )
 
 
-def _output_unsafe(options: Mapping[str, Any], image: Image.Image) -> bool:
-    return bool(options.get("visual_output_content_moderation")) and UNSAFE_OUTPUT_MARKER in image_markers(image)
+def _output_unsafe(options: Mapping[str, Any], image: InputImage) -> bool:
+    return bool(options.get("visual_output_content_moderation")) and UNSAFE_OUTPUT_MARKER in image.markers

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+
 import httpx
 
 from mock_server.fixtures.plugin import BriaMock
@@ -67,4 +70,43 @@ def test_past_max_result_bytes_the_oldest_jobs_expire_first(make_server, client_
 
     assert [api.get(f"/v2/status/{body['request_id']}").status_code for body in done] == [404, 200]
     assert httpx.get(done[0]["result"]["image_url"]).status_code == 404
-    assert server.backend.jobs.result_bytes == len(httpx.get(done[1]["result"]["image_url"]).content)
+    assert server.backend.jobs.image_bytes == len(httpx.get(done[1]["result"]["image_url"]).content)
+
+
+def test_an_async_job_is_processed_on_its_first_due_poll(
+    api: httpx.Client, bria_mock: BriaMock, subject_jpeg_b64: str
+) -> None:
+    request_id = api.post(RMBG, json={"image": subject_jpeg_b64}).json()["request_id"]
+    job = bria_mock.backend.jobs.get(request_id)
+    assert job is not None and job.outcome is None and job.task is None  # accepted, nothing rendered yet
+    assert bria_mock.backend.jobs.image_bytes == len(base64.b64decode(subject_jpeg_b64))  # its input is held
+
+    assert api.get(f"/v2/status/{request_id}").json()["status"] == "IN_PROGRESS"  # not due: still not rendered
+    assert job.outcome is None
+    done = api.get(f"/v2/status/{request_id}").json()
+
+    assert done["status"] == "COMPLETED"
+    assert job.work is None  # the input is released once the result exists
+    assert bria_mock.backend.jobs.image_bytes == len(httpx.get(done["result"]["image_url"]).content)
+
+
+def test_waiting_inputs_count_toward_max_result_bytes(make_server, client_for, subject_jpeg_b64: str) -> None:  # type: ignore[no-untyped-def]
+    size = len(base64.b64decode(subject_jpeg_b64))
+    api = client_for(make_server(max_result_bytes=size * 3 // 2).base_url)  # room for one waiting input
+    ids = [api.post(RMBG, json={"image": subject_jpeg_b64}).json()["request_id"] for _ in range(2)]
+
+    assert [api.get(f"/v2/status/{rid}").status_code for rid in ids] == [404, 200]
+
+
+def test_polls_that_arrive_while_a_job_is_processed_all_get_its_outcome(make_server, subject_jpeg_b64: str) -> None:  # type: ignore[no-untyped-def]
+    server = make_server(progress_polls=0)
+
+    async def submit_and_poll_at_once() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=server.base_url, headers={"api_token": "t"}) as client:
+            request_id = (await client.post(RMBG, json={"image": subject_jpeg_b64})).json()["request_id"]
+            return await asyncio.gather(*(client.get(f"/v2/status/{request_id}") for _ in range(4)))
+
+    polls = asyncio.run(submit_and_poll_at_once())
+
+    assert [poll.json()["status"] for poll in polls] == ["COMPLETED"] * 4
+    assert len({poll.json()["result"]["image_url"] for poll in polls}) == 1
