@@ -26,10 +26,15 @@ async def read_limited(chunks: AsyncIterable[bytes], limit: int) -> bytes:
     size = 0
     async for chunk in chunks:
         size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"body: over the limit of {limit} bytes")
+        check_read_length(size, limit)
         parts.append(chunk)
     return b"".join(parts)
+
+
+def check_read_length(size: int, limit: int) -> None:
+    """413 when the bytes read so far pass ``limit``."""
+    if size > limit:
+        raise PayloadTooLarge(f"body: over the limit of {limit} bytes")
 
 
 def parse_json(raw: bytes) -> Any:

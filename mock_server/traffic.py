@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 
 from mock_server import connection_faults
-from mock_server.bodies import check_declared_length, parse_json, read_limited
+from mock_server.bodies import check_declared_length, check_read_length, parse_json, read_limited
 from mock_server.errors import (
     BadRequest,
     BriaError,
@@ -115,6 +115,10 @@ class Exchange:
         except BriaError as exc:
             await self._answer(exc, send)
             return
+        if not self.decision.fired:  # the common case: no rule fired, nothing to delay or replace
+            self._pass_state(raw)
+            await app(self.scope, _replay(raw, receive), self._observing_send(send))
+            return
         await self._delay()
         terminal = self.decision.terminal
         if terminal is not None and terminal["type"] == "error":
@@ -133,7 +137,11 @@ class Exchange:
             return b""
         limit = self.backend.settings.max_body_bytes
         check_declared_length(self.headers, limit)
-        raw = await read_limited(_chunks(receive), limit)
+        first = await receive()
+        raw: bytes = first.get("body", b"")
+        if first.get("more_body", False):  # (most bodies come in one message: no generator for them)
+            raw = await read_limited(_chunks(receive, raw), limit)
+        check_read_length(len(raw), limit)
         if len(raw) > LARGE_BODY_BYTES:  # parse and digest off the event loop: other requests keep flowing
             self.body, self.summary = await run_in_threadpool(_parse_and_summarise, raw)
         else:
@@ -184,15 +192,17 @@ class Exchange:
     def _wrap_send(self, send: Send, receive: Receive, fault: dict[str, Any] | None) -> Send:
         slow = self.decision.actions("slow_body")
         if fault is None and not slow:
-
-            async def observe(message: Message) -> None:
-                self._observe(message)
-                if message["type"] == "http.response.body" and not message.get("more_body", False):
-                    self.record()  # before the last byte leaves: a client that has its answer sees the entry
-                await send(message)
-
-            return observe
+            return self._observing_send(send)
         return self._buffered_send(send, receive, fault, slow[0] if slow else None)
+
+    def _observing_send(self, send: Send) -> Send:
+        async def observe(message: Message) -> None:
+            self._observe(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                self.record()  # before the last byte leaves: a client that has its answer sees the entry
+            await send(message)
+
+        return observe
 
     def _buffered_send(self, send: Send, receive: Receive, fault: dict[str, Any] | None, slow: Any) -> Send:
         """Hold the answer back, then truncate it or dribble it out."""
@@ -308,7 +318,8 @@ def _parse_and_summarise(raw: bytes) -> tuple[Any, Any]:
     return body, summarise_body(body)
 
 
-async def _chunks(receive: Receive) -> AsyncIterator[bytes]:
+async def _chunks(receive: Receive, first: bytes) -> AsyncIterator[bytes]:
+    yield first
     while True:
         message = await receive()
         yield message.get("body", b"")

@@ -3,11 +3,17 @@ assembled into the OpenAPI document the fake serves."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis_jsonschema import from_schema
 from jsonschema import Draft7Validator
 
-from mock_server.contract import defaults, load_schema, schema_names
+from mock_server.contract import defaults, load_schema, schema_names, validate_request
+from mock_server.errors import BadRequest
 from mock_server.fixtures.plugin import BriaMock
 
 DOCUMENTED_DEFAULTS = {
@@ -108,3 +114,82 @@ def test_openapi_document_is_built_from_the_schema_files(bria_mock: BriaMock) ->
         assert ref.removeprefix("#/components/schemas/") in components
     rmbg = document["paths"]["/v2/image/edit/remove_background"]["post"]["responses"]
     assert set(rmbg) == {"200", "202", "400", "401", "403", "404", "405", "413", "415", "422", "429", "460", "5XX"}
+
+
+# --- the compiled request validators -------------------------------------------------------------
+
+REQUESTS = ("remove_background.request", "replace_background.request")
+JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text()
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+def near_valid_bodies(name: str) -> st.SearchStrategy[Any]:
+    """Objects using the schema's own field names (and some others) with any JSON values, and
+    now and then not an object at all: where the two validators could disagree."""
+    fields = st.sampled_from(sorted(load_schema(name)["properties"])) | st.text(max_size=5)
+    return st.dictionaries(fields, JSON_VALUES | st.sampled_from(["", "x", "base", "true"]), max_size=6) | JSON_VALUES
+
+
+def compiled_accepts(name: str, body: Any) -> bool:
+    try:
+        validate_request(name, body)
+    except BadRequest:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("name", REQUESTS)
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_the_compiled_validator_agrees_with_jsonschema(name: str, data: st.DataObject) -> None:
+    body = data.draw(from_schema(dict(load_schema(name))) | near_valid_bodies(name))
+
+    assert compiled_accepts(name, body) == Draft7Validator(load_schema(name)).is_valid(body)
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "details"),
+    [
+        ("remove_background.request", [1], "body: expected object, got array"),
+        ("remove_background.request", {"preserve_alpha": "yes"}, "image: this field is required"),
+        ("remove_background.request", {"image": 7, "sync": "no"}, "image: expected string, got integer"),
+        ("remove_background.request", {"image": "", "sync": "no"}, "image: must not be empty"),
+        ("remove_background.request", {"image": "x", "sync": "no"}, "sync: expected boolean, got string"),
+        (
+            "replace_background.request",
+            {"image": 7, "mode": "turbo"},
+            "prompt, ref_images: exactly one of the two must be provided",
+        ),
+        (
+            "replace_background.request",
+            {"prompt": "a beach", "mode": "turbo"},
+            "image: this field is required",
+        ),
+        (
+            "replace_background.request",
+            {"image": "x", "prompt": "a beach", "mode": "turbo", "seed": "1"},
+            "mode: must be one of base, high_control, fast",
+        ),
+        (
+            "replace_background.request",
+            {"image": "x", "ref_images": ["x", ""]},
+            "ref_images: expected a string or a list of non-empty strings",
+        ),
+        (
+            "replace_background.request",
+            {"image": "x", "prompt": "a beach", "fast": "yes"},
+            'fast: expected a boolean, or the string "true" or "false"',
+        ),
+    ],
+)
+def test_a_body_that_breaks_several_rules_is_told_the_first_in_the_documented_order(
+    name: str, body: Any, details: str
+) -> None:
+    with pytest.raises(BadRequest) as raised:
+        validate_request(name, body)
+
+    assert raised.value.details == details
