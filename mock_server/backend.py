@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import functools
 import hashlib
 import hmac
 import logging
@@ -144,7 +145,7 @@ class BriaBackend:
         An ``inline`` loader (for the event loop) raises :class:`TooLargeToDecodeHere` instead
         of fetching a URL or decoding a large image.
         """
-        local_hosts = _LOOPBACK_HOSTS | ({_host(call.base_url), _host(self.settings.public_url)} - {""})
+        local_hosts = _local_hosts(call.base_url, self.settings.public_url)
         return partial(self._load_image, local_hosts=local_hosts, inline=inline)
 
     def _load_image(
@@ -326,6 +327,12 @@ class BriaBackend:
             upload = self.uploaded(path.removeprefix(UPLOADS_PATH))
             return upload[0] if upload else None
         return None
+
+
+@functools.lru_cache(maxsize=64)  # a fake is reached by a few names: parse them once
+def _local_hosts(base_url: str, public_url: str) -> frozenset[str]:
+    """The hosts whose URLs the fake resolves itself: loopback, and the names it is reached by."""
+    return _LOOPBACK_HOSTS | ({_host(base_url), _host(public_url)} - {""})
 
 
 def _host(url: str) -> str:

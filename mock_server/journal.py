@@ -14,8 +14,8 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-_REDACTED = "<redacted>"
-_SECRET_HEADERS = frozenset({"api_token", "authorization", "x-bria-mock-admin-token"})
+_REDACTED = b"<redacted>"
+_SECRET_HEADERS = frozenset({b"api_token", b"authorization", b"x-bria-mock-admin-token"})
 _IMAGE_FIELDS = frozenset({"image", "ref_images"})
 # What each format's magic bytes look like base64-encoded: the format is told without decoding.
 _MAGIC_BASE64 = (("/9j/", "JPEG"), ("iVBORw", "PNG"), ("UklGR", "WEBP"), ("R0lGOD", "GIF"), ("Qk", "BMP"))
@@ -37,17 +37,39 @@ class Entry:
     path: str
     endpoint: str
     token_id: str | None
-    request_headers: dict[str, str]
+    request_header_pairs: list[tuple[bytes, bytes]]  # as ASGI has them, secrets redacted
     body: Any
     status: int | None
-    response_headers: dict[str, str]
+    response_header_pairs: list[tuple[bytes, bytes]]
     response_bytes: int
     rules: list[str]
     duration_ms: float
     size: int  # the estimate the byte bound counts
 
+    @property
+    def request_headers(self) -> dict[str, str]:
+        return _header_dict(self.request_header_pairs)
+
+    @property
+    def response_headers(self) -> dict[str, str]:
+        return _header_dict(self.response_header_pairs)
+
     def to_json(self) -> dict[str, Any]:
-        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self) if field.name != "size"}
+        return {
+            "id": self.id,
+            "at": self.at,
+            "method": self.method,
+            "path": self.path,
+            "endpoint": self.endpoint,
+            "token_id": self.token_id,
+            "request_headers": self.request_headers,
+            "body": self.body,
+            "status": self.status,
+            "response_headers": self.response_headers,
+            "response_bytes": self.response_bytes,
+            "rules": self.rules,
+            "duration_ms": self.duration_ms,
+        }
 
 
 class Journal:
@@ -65,7 +87,7 @@ class Journal:
         """Add an exchange (the fields of :class:`Entry` but ``id`` and ``size``); evict past the bounds."""
         if self.max_entries == 0:
             return None
-        size = _estimate(fields["request_headers"], fields["body"], fields["response_headers"])
+        size = _estimate(fields["request_header_pairs"], fields["body"], fields["response_header_pairs"])
         with self._lock:
             entry = Entry(id=next(self._ids), size=size, **fields)
             self._entries.append(entry)
@@ -113,13 +135,13 @@ def matches(entry: Entry, criteria: Mapping[str, Any]) -> bool:
     return True
 
 
-def redact_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
-    """Headers as a dict, secrets replaced (a journal must never hold a token)."""
-    out: dict[str, str] = {}
-    for raw_name, raw_value in headers:
-        name = raw_name.decode("latin-1").lower()
-        out[name] = _REDACTED if name in _SECRET_HEADERS else raw_value.decode("latin-1")
-    return out
+def redact_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Header pairs with secrets replaced (a journal must never hold a token); decoded only when read."""
+    return [(name, _REDACTED) if name.lower() in _SECRET_HEADERS else (name, value) for name, value in headers]
+
+
+def _header_dict(pairs: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    return {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in pairs}
 
 
 def summarise_body(body: Any) -> Any:
@@ -146,11 +168,14 @@ def _sniff(payload: str) -> str | None:
     return next((name for prefix, name in _MAGIC_BASE64 if payload.startswith(prefix)), None)
 
 
-def _estimate(request_headers: dict[str, str], body: Any, response_headers: dict[str, str]) -> int:
+Pairs = list[tuple[bytes, bytes]]
+
+
+def _estimate(request_headers: Pairs, body: Any, response_headers: Pairs) -> int:
     """A cheap size estimate (no serialisation on the request path): headers, and the body's
     strings and one level of containers; 200 bytes for the rest."""
-    headers = sum(map(len, request_headers)) + sum(map(len, request_headers.values()))
-    headers += sum(map(len, response_headers)) + sum(map(len, response_headers.values()))
+    headers = sum(len(name) + len(value) for name, value in request_headers)
+    headers += sum(len(name) + len(value) for name, value in response_headers)
     return 200 + headers + _size(body)
 
 

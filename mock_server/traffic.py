@@ -173,7 +173,7 @@ class Exchange:
     def _pass_state(self, raw: bytes) -> None:
         state = self.scope.setdefault("state", {})
         state[BODY_KEY] = raw
-        if self.body is not None or raw.strip() == b"null":
+        if self.body is not None or (len(raw) < 64 and raw.strip() == b"null"):
             state[JSON_KEY] = self.body
         jobs = self.decision.actions("job")
         if jobs:
@@ -246,10 +246,10 @@ class Exchange:
             path=self.scope["path"],
             endpoint=self.endpoint,
             token_id=token_id(self.token),
-            request_headers=redact_headers(self.scope["headers"]),
+            request_header_pairs=redact_headers(self.scope["headers"]),
             body=self.summary,
             status=self.status,
-            response_headers=redact_headers(self.response_headers),
+            response_header_pairs=redact_headers(self.response_headers),
             response_bytes=self.response_bytes,
             rules=self.decision.rule_ids,
             duration_ms=round((time.perf_counter() - self.started) * 1000, 3),
