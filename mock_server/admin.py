@@ -11,13 +11,14 @@ import hmac
 import ipaddress
 from typing import TYPE_CHECKING, Any
 
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from mock_server.bodies import check_declared_length, parse_json, read_limited
 from mock_server.errors import BadRequest, Forbidden, ImageNotFound, Unauthorized
 from mock_server.journal import token_id
 from mock_server.ratelimit import per_minute
+from mock_server.responses import JSONResponse
 
 if TYPE_CHECKING:
     from starlette.requests import Request

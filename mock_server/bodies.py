@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import AsyncIterable, Mapping
 from typing import Any
@@ -64,8 +65,15 @@ def _refuse_constant(name: str) -> Any:
     raise _NotFinite(name)
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 is JSON, but no finite number: it would parse as infinity
+        raise _NotFinite(text)
+    return value
+
+
 # Built once: json.loads with any keyword argument builds a new decoder on every call.
-_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
 def _has_lone_surrogate(value: Any) -> bool:

@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from starlette.responses import JSONResponse
+from mock_server.responses import JSONResponse
 
 # Bria's own status code: not in the IANA registry, so http.HTTPStatus does not know it.
 DOWNLOAD_FAILED = 460

@@ -6,7 +6,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from mock_server import openapi, samples
 from mock_server.backend import BriaBackend, Call
@@ -20,6 +20,7 @@ from mock_server.operations import (
     plan_remove_background,
     plan_replace_background,
 )
+from mock_server.responses import JSONResponse
 from mock_server.traffic import BODY_KEY, JOB_KEY, JSON_KEY
 
 if TYPE_CHECKING:

@@ -129,6 +129,7 @@ BAD_BODIES = [
     pytest.param(b'{"image": "ok", "prompt": "caf\xe9"}', "body: not valid UTF-8", id="latin1-not-utf8"),
     pytest.param(b'{"image": NaN}', "body: NaN is not a JSON number", id="nan-literal"),
     pytest.param(b'{"image": Infinity}', "body: Infinity is not a JSON number", id="infinity-literal"),
+    pytest.param(b'{"image": "x", "extra": 1e400}', "body: 1e400 is not a JSON number", id="float-past-infinity"),
 ]
 
 
