@@ -14,6 +14,9 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from mock_server.bodies import parse_json
+from mock_server.errors import BadRequest
+
 _REDACTED = b"<redacted>"
 _SECRET_HEADERS = frozenset({b"api_token", b"authorization", b"x-bria-mock-admin-token"})
 _IMAGE_FIELDS = frozenset({"image", "ref_images"})
@@ -38,13 +41,21 @@ class Entry:
     endpoint: str
     token_id: str | None
     request_header_pairs: list[tuple[bytes, bytes]]  # as ASGI has them, secrets redacted
-    body: Any
+    request_body: Any  # summarised, or (a small body) its raw bytes until ``body`` is first read
+    body_summarised: bool
     status: int | None
     response_header_pairs: list[tuple[bytes, bytes]]
     response_bytes: int
     rules: list[str]
     duration_ms: float
     size: int  # the estimate the byte bound counts
+
+    @property
+    def body(self) -> Any:
+        """The request's JSON body, each image payload replaced by its digest, size and format."""
+        if not self.body_summarised:
+            self.request_body, self.body_summarised = summarise_body(_parsed_or_none(self.request_body)), True
+        return self.request_body
 
     @property
     def request_headers(self) -> dict[str, str]:
@@ -87,7 +98,7 @@ class Journal:
         """Add an exchange (the fields of :class:`Entry` but ``id`` and ``size``); evict past the bounds."""
         if self.max_entries == 0:
             return None
-        size = _estimate(fields["request_header_pairs"], fields["body"], fields["response_header_pairs"])
+        size = _estimate(fields["request_header_pairs"], fields["request_body"], fields["response_header_pairs"])
         with self._lock:
             entry = Entry(id=next(self._ids), size=size, **fields)
             self._entries.append(entry)
@@ -140,6 +151,13 @@ def redact_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, 
     return [(name, _REDACTED) if name.lower() in _SECRET_HEADERS else (name, value) for name, value in headers]
 
 
+def _parsed_or_none(raw: bytes) -> Any:
+    try:
+        return parse_json(raw)
+    except BadRequest:  # not JSON: the journal shows no body
+        return None
+
+
 def _header_dict(pairs: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     return {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in pairs}
 
@@ -180,7 +198,7 @@ def _estimate(request_headers: Pairs, body: Any, response_headers: Pairs) -> int
 
 
 def _size(value: Any) -> int:
-    if isinstance(value, str):
+    if isinstance(value, str | bytes):
         return len(value)
     if isinstance(value, dict):
         return sum(len(str(key)) + _flat_size(item) for key, item in value.items())

@@ -42,6 +42,10 @@ JSON_KEY = "bria_mock.json"  # ... its JSON, when it parsed (so it is parsed onc
 JOB_KEY = "bria_mock.job"  # ... and the job timeline a rule asked for
 logger = logging.getLogger("mock_server")
 LARGE_BODY_BYTES = 256 * 1024
+_UNPARSED = object()
+# Bodies up to this size are parsed only when needed (a rule, the handler), and journaled as
+# bytes, summarised (image payloads replaced by digests) only when the journal is read.
+SMALL_BODY_BYTES = 4 * 1024
 _RULE_HEADERS = frozenset({b"x-bria-mock-rule", b"prefer"})  # ASGI header names are lower-case
 RATE_LIMITED = frozenset({"remove_background", "replace_background", "status"})
 _EDIT_PREFIX = "/v2/image/edit/"
@@ -99,8 +103,10 @@ class Exchange:
         self.headers = Headers(scope=scope)
         self.token = self.headers.get("api_token") or None
         self.started = time.perf_counter()
-        self.body: Any = None
-        self.summary: Any = None  # the body as the journal shows it
+        self.raw = b""
+        self._json: Any = _UNPARSED  # the parsed body, or the BadRequest that parsing raised
+        self.summary: Any = None  # the body as the journal shows it ...
+        self.summarised = True  # ... or, for a small body, its raw bytes: parsed and summarised when read
         self.decision = Decision()
         self.status: int | None = None
         self.response_headers: list[tuple[bytes, bytes]] = []
@@ -143,16 +149,25 @@ class Exchange:
             raw = await read_limited(_chunks(receive, raw), limit)
         check_read_length(len(raw), limit)
         if len(raw) > LARGE_BODY_BYTES:  # parse and digest off the event loop: other requests keep flowing
-            self.body, self.summary = await run_in_threadpool(_parse_and_summarise, raw)
-        else:
-            self.body, self.summary = _parse_and_summarise(raw)
+            self._json, self.summary = await run_in_threadpool(_parse_and_summarise, raw)
+        elif len(raw) > SMALL_BODY_BYTES:
+            self._json, self.summary = _parse_and_summarise(raw)
+        else:  # small: parsed when a rule or the handler needs it; the journal keeps the bytes
+            self.summary, self.summarised = raw, False
+        self.raw = raw
         return raw
+
+    def json(self) -> Any:
+        """The body's JSON, parsed when first needed; None when it is not JSON (the handler says why)."""
+        if self._json is _UNPARSED:
+            self._json = _parse(self.raw)
+        return None if isinstance(self._json, BadRequest) else self._json
 
     def _decide(self) -> Decision:
         if not self.backend.rules and not any(name in _RULE_HEADERS for name, _ in self.scope["headers"]):
             return Decision()  # the common case: no rule anywhere, nothing to parse
         now = self.backend.clock.now()
-        traffic = Traffic(endpoint=self.endpoint, method=self.scope["method"], token=self.token, body=self.body)
+        traffic = Traffic(endpoint=self.endpoint, method=self.scope["method"], token=self.token, body=self.json())
         one_off = rules_from_headers(self.headers, now)
         return self.backend.rules.decide(traffic, now, extra=one_off)
 
@@ -173,8 +188,8 @@ class Exchange:
     def _pass_state(self, raw: bytes) -> None:
         state = self.scope.setdefault("state", {})
         state[BODY_KEY] = raw
-        if self.body is not None or (len(raw) < 64 and raw.strip() == b"null"):
-            state[JSON_KEY] = self.body
+        if self._json is not _UNPARSED and not isinstance(self._json, BadRequest):
+            state[JSON_KEY] = self._json
         jobs = self.decision.actions("job")
         if jobs:
             state[JOB_KEY] = jobs[0]
@@ -247,7 +262,8 @@ class Exchange:
             endpoint=self.endpoint,
             token_id=token_id(self.token),
             request_header_pairs=redact_headers(self.scope["headers"]),
-            body=self.summary,
+            request_body=self.summary,
+            body_summarised=self.summarised,
             status=self.status,
             response_header_pairs=redact_headers(self.response_headers),
             response_bytes=self.response_bytes,
@@ -310,12 +326,16 @@ async def _no_body() -> Message:
 
 
 def _parse_and_summarise(raw: bytes) -> tuple[Any, Any]:
-    """The body's JSON for rules (None when it is not: the handler says why) and its journal summary."""
+    """The body's JSON (or the BadRequest saying why it is not) and its journal summary."""
+    parsed = _parse(raw)
+    return parsed, summarise_body(None if isinstance(parsed, BadRequest) else parsed)
+
+
+def _parse(raw: bytes) -> Any:
     try:
-        body = parse_json(raw)
-    except BadRequest:
-        return None, None
-    return body, summarise_body(body)
+        return parse_json(raw)
+    except BadRequest as exc:  # the handler answers it
+        return exc
 
 
 async def _chunks(receive: Receive, first: bytes) -> AsyncIterator[bytes]:

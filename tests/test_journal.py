@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import httpx
 import pytest
 
+from mock_server.fixtures.images import make_image
 from mock_server.fixtures.plugin import BriaMock
 from mock_server.verification import assert_called, assert_called_in_order, assert_not_called
 
@@ -78,3 +81,17 @@ def test_odd_data_urls_are_summarised_without_error(api: httpx.Client, bria_mock
     assert api.post(RMBG, json={"image": image}).status_code in (400, 415)
     assert not bria_mock.backend.crashes
     assert bria_mock.backend.journal.entries(endpoint="remove_background")[0].body["image"]["size"] >= 0
+
+
+def test_a_small_body_is_summarised_when_the_journal_is_read(api: httpx.Client, bria_mock: BriaMock) -> None:
+    tiny = make_image(format="PNG", size=(8, 8))
+    api.post(RMBG, json={"image": tiny.base64})
+
+    (entry,) = bria_mock.backend.journal.entries(endpoint="remove_background")
+    assert not entry.body_summarised  # recorded as parsed: nothing spent on it yet
+    assert entry.body["image"] == {
+        "sha256": hashlib.sha256(tiny.base64.encode()).hexdigest(),
+        "size": len(tiny.base64) * 3 // 4,
+        "format": "PNG",
+    }
+    assert entry.body_summarised and tiny.base64 not in str(entry.to_json())
