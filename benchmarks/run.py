@@ -18,7 +18,8 @@ Server processes are ``servers.py``; load generators ``loadgen.py``.
 
 Load runs use wrk when it is installed (else a Python asyncio client) at ``--connections``;
 the load generator shares the machine's cores with the server, so ratios, not absolute numbers,
-are what count. Load scenarios run in interleaved rounds (medians reported), and every loop is
+are what count. Load scenarios run in interleaved rounds, each right after its own baseline run
+(medians reported), and every loop is
 bounded by time or count. Only loopback addresses are ever used.
 
     python benchmarks/run.py [--duration 5] [--rounds 3] [--connections 32] [--json PATH] [--quick]
@@ -105,6 +106,7 @@ class Scenario:
     baseline: str | None = None  # the scenario it is compared with
     target: float | None = None  # ratio to the baseline, at least
     runs: list[LoadResult] = field(default_factory=list)
+    paired: list[LoadResult] = field(default_factory=list)  # the baseline run just before each run
 
 
 def scenarios() -> list[Scenario]:
@@ -158,34 +160,53 @@ def drive(base_url: str, request: Request, options: argparse.Namespace, duration
 
 
 def run_load(servers: dict[str, Served], options: argparse.Namespace) -> list[Scenario]:
-    """Every load scenario, in ``options.rounds`` interleaved rounds (after one short warm-up each)."""
+    """Every load scenario, in ``options.rounds`` interleaved rounds (after one short warm-up each).
+
+    Each scenario with a baseline runs right after its own run of that baseline, so that the pair
+    shares the machine's state (other load on shared cores drifts over a round).
+    """
     cases = scenarios()
+    by_name = {case.name: case for case in cases}
     for round_number in range(options.rounds + 1):
         warm_up = round_number == 0
         for case in cases:
-            server = servers[case.server]
-            request = case.make_request(server)
-            check_once(server, request, case.expect)
-            for each in servers.values():
-                each.wait_idle()
-            result = drive(server.base_url, request, options, duration=1.0 if warm_up else options.duration)
-            if warm_up:
+            if case.baseline is None:
                 continue
-            wrong = result.requests - result.non_2xx if case.expect >= 400 else result.non_2xx
-            if wrong or result.socket_errors:
-                print(f"  warning: {case.name}: {wrong} unexpected answers, {result.socket_errors} socket errors")
-            case.runs.append(result)
-            print(
-                f"  round {round_number}: {case.name}: {result.rps:,.0f} req/s, p50 {result.p50_ms:.2f} ms, "
-                f"p99 {result.p99_ms:.2f} ms",
-                flush=True,
-            )
+            for each in (by_name[case.baseline], case):
+                result = _measure(servers, each, options, warm_up)
+                if result is None:
+                    continue
+                each.runs.append(result)
+                if each is case:
+                    case.paired.append(by_name[case.baseline].runs[-1])
+                    print(
+                        f"  round {round_number}: {case.name}: {result.rps:,.0f} req/s, p50 {result.p50_ms:.2f} ms, "
+                        f"p99 {result.p99_ms:.2f} ms ({result.rps / case.paired[-1].rps:.2f} x its baseline run)",
+                        flush=True,
+                    )
     return cases
 
 
+def _measure(
+    servers: dict[str, Served], case: Scenario, options: argparse.Namespace, warm_up: bool
+) -> LoadResult | None:
+    """One load run of a scenario (None for a warm-up run), its answers checked first."""
+    server = servers[case.server]
+    request = case.make_request(server)
+    check_once(server, request, case.expect)
+    for each in servers.values():
+        each.wait_idle()
+    result = drive(server.base_url, request, options, duration=1.0 if warm_up else options.duration)
+    if warm_up:
+        return None
+    wrong = result.requests - result.non_2xx if case.expect >= 400 else result.non_2xx
+    if wrong or result.socket_errors:
+        print(f"  warning: {case.name}: {wrong} unexpected answers, {result.socket_errors} socket errors")
+    return result
+
+
 def load_rows(cases: list[Scenario]) -> list[dict[str, Any]]:
-    """Medians over the rounds; a ratio is the median of the per-round ratios (pairs ran side by side)."""
-    by_name = {case.name: case for case in cases}
+    """Medians over the runs; a ratio is the median of the ratios to the baseline run just before each run."""
     rows = []
     for case in cases:
         row: dict[str, Any] = {
@@ -196,7 +217,7 @@ def load_rows(cases: list[Scenario]) -> list[dict[str, Any]]:
             "rounds": [run.to_json() for run in case.runs],
         }
         if case.baseline is not None:
-            pairs = zip(case.runs, by_name[case.baseline].runs, strict=True)
+            pairs = zip(case.runs, case.paired, strict=True)
             row.update(baseline=case.baseline, ratio=statistics.median(a.rps / b.rps for a, b in pairs))
             row.update(target=f">= {case.target}", met=row["ratio"] >= (case.target or 0))
         rows.append(row)

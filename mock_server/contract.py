@@ -61,7 +61,27 @@ def validator(name: str) -> Draft7Validator:
 @functools.cache
 def compiled(name: str) -> Callable[[Any], Any]:
     """A compiled validator for one schema (raises ``JsonSchemaValueException``), built once."""
-    return fastjsonschema.compile(dict(load_schema(name)), use_default=False)  # (defaults would fill in the body)
+    # (defaults would fill in the body; annotations would be rebuilt into every error it raises)
+    return fastjsonschema.compile(_without_annotations(load_schema(name)), use_default=False)
+
+
+_ANNOTATIONS = frozenset({"$schema", "$comment", "title", "description", "default", "examples"})
+_SCHEMA_MAPS = frozenset({"properties", "patternProperties", "definitions"})  # values are schemas
+
+
+def _without_annotations(schema: Any, names: bool = False) -> Any:
+    """The schema without the keywords that only document (``names``: a map of field names to schemas)."""
+    if isinstance(schema, list):
+        return [_without_annotations(item) for item in schema]
+    if not isinstance(schema, Mapping):
+        return schema
+    if names:
+        return {name: _without_annotations(sub) for name, sub in schema.items()}
+    return {
+        key: _without_annotations(value, names=key in _SCHEMA_MAPS)
+        for key, value in schema.items()
+        if key not in _ANNOTATIONS
+    }
 
 
 def validate_request(name: str, body: Any) -> None:
@@ -78,15 +98,17 @@ def describe_first(error: fastjsonschema.JsonSchemaValueException) -> str:
     custom = definition.get("errorMessage", {})
     if error.rule in custom:
         return str(custom[error.rule])
-    path = list(error.path or ["data"])[1:]  # the compiled validator calls the body "data"
+    # The compiled validator names the body "data" and a field "data.ref_images[1]": the rest is
+    # already the field's name as describe() writes it.
+    field = str(error.name).removeprefix("data").lstrip(".")
     if error.rule == "required" and isinstance(error.value, dict):
-        missing = next(field for field in error.rule_definition if field not in error.value)
-        return f"{_field_name([*path, missing])}: this field is required"
-    field = _field_name(path) or "body"
+        missing = next(name for name in definition["required"] if name not in error.value)
+        return f"{field}.{missing}: this field is required" if field else f"{missing}: this field is required"
+    field = field or "body"
     if error.rule == "type":
-        return f"{field}: expected {_types(error.rule_definition)}, got {_json_type(error.value)}"
+        return f"{field}: expected {_types(definition['type'])}, got {_json_type(error.value)}"
     if error.rule == "enum":
-        return f"{field}: must be one of {', '.join(str(value) for value in error.rule_definition)}"
+        return f"{field}: must be one of {', '.join(str(value) for value in definition['enum'])}"
     return f"{field}: {error.message.removeprefix(str(error.name)).strip()}"
 
 

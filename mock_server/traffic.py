@@ -43,6 +43,7 @@ JOB_KEY = "bria_mock.job"  # ... and the job timeline a rule asked for
 logger = logging.getLogger("mock_server")
 LARGE_BODY_BYTES = 256 * 1024
 _UNPARSED = object()
+NO_DECISION = Decision()  # no rule fired (never changed: a decision is built anew when one does)
 # Bodies up to this size are parsed only when needed (a rule, the handler), and journaled as
 # bytes, summarised (image payloads replaced by digests) only when the journal is read.
 SMALL_BODY_BYTES = 4 * 1024
@@ -107,7 +108,7 @@ class Exchange:
         self._json: Any = _UNPARSED  # the parsed body, or the BadRequest that parsing raised
         self.summary: Any = None  # the body as the journal shows it ...
         self.summarised = True  # ... or, for a small body, its raw bytes: parsed and summarised when read
-        self.decision = Decision()
+        self.decision = NO_DECISION
         self.status: int | None = None
         self.response_headers: list[tuple[bytes, bytes]] = []
         self.response_bytes = 0
@@ -165,7 +166,7 @@ class Exchange:
 
     def _decide(self) -> Decision:
         if not self.backend.rules and not any(name in _RULE_HEADERS for name, _ in self.scope["headers"]):
-            return Decision()  # the common case: no rule anywhere, nothing to parse
+            return NO_DECISION  # the common case: no rule anywhere, nothing to parse
         now = self.backend.clock.now()
         traffic = Traffic(endpoint=self.endpoint, method=self.scope["method"], token=self.token, body=self.json())
         one_off = rules_from_headers(self.headers, now)
@@ -246,7 +247,7 @@ class Exchange:
     def _observe(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             self.status = message["status"]
-            self.response_headers = list(message.get("headers", []))
+            self.response_headers = message.get("headers", [])
         else:
             self.response_bytes += len(message.get("body", b""))
 
