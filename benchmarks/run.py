@@ -19,10 +19,9 @@ Server processes are ``servers.py``; load generators ``loadgen.py``.
 Load runs use wrk when it is installed (else a Python asyncio client) at ``--connections``;
 the load generator shares the machine's cores with the server, so ratios, not absolute numbers,
 are what count. Load scenarios run in interleaved rounds, each right after its own baseline run
-(medians reported), and every loop is
-bounded by time or count. Only loopback addresses are ever used.
+(medians reported), and every loop is bounded by time or count. Only loopback addresses are used.
 
-    python benchmarks/run.py [--duration 5] [--rounds 3] [--connections 32] [--json PATH] [--quick]
+    python benchmarks/run.py [--duration 3] [--rounds 5] [--connections 32] [--json PATH] [--quick]
 """
 
 from __future__ import annotations
@@ -218,7 +217,8 @@ def load_rows(cases: list[Scenario]) -> list[dict[str, Any]]:
         }
         if case.baseline is not None:
             pairs = zip(case.runs, case.paired, strict=True)
-            row.update(baseline=case.baseline, ratio=statistics.median(a.rps / b.rps for a, b in pairs))
+            ratios = [a.rps / b.rps for a, b in pairs]
+            row.update(baseline=case.baseline, ratio=statistics.median(ratios), ratio_range=[min(ratios), max(ratios)])
             row.update(target=f">= {case.target}", met=row["ratio"] >= (case.target or 0))
         rows.append(row)
     return rows
@@ -322,7 +322,10 @@ def tables(report: dict[str, Any]) -> str:
     if "load" in report:
         out += ["| scenario | req/s | p50 ms | p99 ms | ratio | target | met |", "|---|---:|---:|---:|---:|---|---|"]
         for row in report["load"]:
-            ratio = f"{row['ratio']:.2f} x {row['baseline'].split(' (')[0]}" if "ratio" in row else ""
+            ratio = ""
+            if "ratio" in row:
+                low, high = row["ratio_range"]
+                ratio = f"{row['ratio']:.2f} x {row['baseline'].split(' (')[0]} ({low:.2f}-{high:.2f})"
             met = _yes(row["met"]) if "met" in row else ""
             out.append(
                 f"| {row['scenario']} | {row['rps']:,.0f} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | "
@@ -378,8 +381,8 @@ SECTIONS = ("load", "sync", "startup", "memory")
 
 def options_from(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per load run (default 5)")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of load runs, medians reported")
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per load run (default 3)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of load runs, medians reported")
     parser.add_argument("--connections", type=int, default=32, help="concurrent connections (default 32)")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1: it shares the cores)")
     parser.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto")
