@@ -31,7 +31,6 @@ from mock_server.errors import (
     error_for_code,
     error_object,
 )
-from mock_server.fetch import fetch_image
 from mock_server.inputs import InputImage, TooLargeToDecodeHere, check_image, decode_base64, url_scheme
 from mock_server.jobs import Clock, Job, JobState, JobStore, JobTimeline, Outcome, Progression
 from mock_server.journal import Journal, token_id
@@ -314,6 +313,8 @@ class BriaBackend:
             return data
         if not self.settings.allow_remote_fetch:
             raise DownloadFailed(f"{field}: could not download {url} (remote fetching is off: allow_remote_fetch)")
+        from mock_server.fetch import fetch_image  # (httpcore and ssl: imported only when fetching is on)
+
         return fetch_image(
             url, field, max_bytes=self.settings.fetch_max_bytes, timeout=self.settings.fetch_timeout_seconds
         )
