@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, Protocol
 
-from mock_server import imaging
 from mock_server.config import Settings
 from mock_server.contract import with_defaults
 from mock_server.errors import BadRequest, ModerationFailed
@@ -78,18 +77,22 @@ def plan_replace_background(body: Mapping[str, Any], load: ImageLoader, settings
     )
     fields: dict[str, Any] = {"seed": seed}
     if prompt:
-        fields["refined_prompt"] = (
-            imaging.refine_prompt(prompt, options["mode"]) if options["refine_prompt"] else prompt
-        )
+        from mock_server.imaging import refine_prompt
+
+        fields["refined_prompt"] = refine_prompt(prompt, options["mode"]) if options["refine_prompt"] else prompt
     held = len(image.data) + sum(len(ref.data) for ref in refs.values())
     return Plan(render, fields, _output_unsafe(options, image), input_bytes=held)
 
 
 def _render_remove_background(image: InputImage, *, preserve_alpha: bool) -> bytes:
+    from mock_server import imaging  # (imported when first used: a server starts without it)
+
     return imaging.remove_background(image.open(), preserve_alpha=preserve_alpha)
 
 
 def _render_replace_background(image: InputImage, *, ref_images: list[InputImage], **options: Any) -> bytes:
+    from mock_server import imaging
+
     return imaging.replace_background(image.open(), ref_images=[ref.open() for ref in ref_images], **options)
 
 
