@@ -55,6 +55,21 @@ def subprocess_seconds(code: str) -> float:
     return time.perf_counter() - started
 
 
+def _server_thread_run(runs: int) -> dict[str, Any]:
+    """``_SERVER_THREAD_SCRIPT`` in a fresh interpreter, ``runs`` server starts."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(CHECKOUT), os.environ.get("PYTHONPATH", "")])}
+    output = subprocess.run(
+        [sys.executable, "-c", _SERVER_THREAD_SCRIPT, str(runs)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+        env=env,
+    ).stdout
+    measured: dict[str, Any] = json.loads(output)
+    return measured
+
+
 def run_startup(runs: int) -> dict[str, Any]:
     """Fresh interpreters: ``import mock_server`` minus ``pass``; then ServerThread start-up, in-process."""
     codes = {
@@ -76,29 +91,10 @@ def run_startup(runs: int) -> dict[str, Any]:
         "the pytest plugin's import (added to every pytest start-up)": medians["pytest + plugin"] - medians["pytest"],
         "interpreter (python -c pass)": medians["pass"],
     }
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(CHECKOUT), os.environ.get("PYTHONPATH", "")])}
-    output = subprocess.run(
-        [sys.executable, "-c", _SERVER_THREAD_SCRIPT, str(runs)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-        env=env,
-    ).stdout
-    measured = json.loads(output)
+    measured = _server_thread_run(runs)
     # The session fixture's cost happens once per interpreter: sample it in more fresh ones.
-    first_starts = [measured["import_server"] + measured["starts"][0]]
-    for _ in range(runs - 1):
-        again = subprocess.run(
-            [sys.executable, "-c", _SERVER_THREAD_SCRIPT, "1"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=300,
-            env=env,
-        ).stdout
-        sample = json.loads(again)
-        first_starts.append(sample["import_server"] + sample["starts"][0])
+    samples = [measured, *(_server_thread_run(1) for _ in range(runs - 1))]
+    first_starts = [sample["import_server"] + sample["starts"][0] for sample in samples]
     result["ServerThread().start(), first"] = measured["starts"][0]
     result["import mock_server.server + first start (the session fixture)"] = statistics.median(first_starts)
     result["ServerThread().start(), median of the rest"] = statistics.median(

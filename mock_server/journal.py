@@ -14,9 +14,6 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from mock_server.bodies import parse_json
-from mock_server.errors import BadRequest
-
 _REDACTED = b"<redacted>"
 _SECRET_HEADERS = frozenset({b"api_token", b"authorization", b"x-bria-mock-admin-token"})
 _IMAGE_FIELDS = frozenset({"image", "ref_images"})
@@ -152,6 +149,10 @@ def redact_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, 
 
 
 def _parsed_or_none(raw: bytes) -> Any:
+    # Imported here: the pytest plugin imports this module, and every pytest start-up pays for its imports.
+    from mock_server.bodies import parse_json
+    from mock_server.errors import BadRequest
+
     try:
         return parse_json(raw)
     except BadRequest:  # not JSON: the journal shows no body
