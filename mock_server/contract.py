@@ -5,7 +5,7 @@ The schema files are the single source of truth. Installed, they live in
 
 Requests are checked on every call, so they get validators compiled from the schemas
 (fastjsonschema). They report the first rule a body breaks, checking its shape before its
-fields: that the body is an object, then exactly-one-of rules, then missing fields, then
+fields: that the body is an object, then missing fields, then exactly-one-of rules, then
 each field in the schema's order. Responses, checked by the tests, use jsonschema, which
 reports every error.
 """
@@ -86,10 +86,23 @@ def _without_annotations(schema: Any, names: bool = False) -> Any:
 
 def validate_request(name: str, body: Any) -> None:
     """Raise :class:`BadRequest` naming the field when ``body`` breaks the request schema."""
+    problem = _shape_problem(load_schema(name), body)
+    if problem is not None:
+        raise BadRequest(problem)
     try:
         compiled(name)(body)
     except fastjsonschema.JsonSchemaValueException as error:
         raise BadRequest(describe_first(error)) from None
+
+
+def _shape_problem(schema: Mapping[str, Any], body: Any) -> str | None:
+    """A body that is not an object, or lacks a required field: the commonest 400s, found before the
+    compiled validator runs, because when it raises one of them it rebuilds the whole schema as the
+    error's ``definition`` (most of the cost of such a 400)."""
+    if not isinstance(body, dict):
+        return f"body: expected object, got {_json_type(body)}" if schema.get("type") == "object" else None
+    missing = next((field for field in schema.get("required", ()) if field not in body), None)
+    return None if missing is None else f"{missing}: this field is required"
 
 
 def describe_first(error: fastjsonschema.JsonSchemaValueException) -> str:

@@ -169,6 +169,8 @@ def test_the_compiled_validator_agrees_with_jsonschema(name: str, data: st.DataO
             {"prompt": "a beach", "mode": "turbo"},
             "image: this field is required",
         ),
+        ("replace_background.request", {"mode": "turbo"}, "image: this field is required"),
+        ("replace_background.request", "a beach", "body: expected object, got string"),
         (
             "replace_background.request",
             {"image": "x", "prompt": "a beach", "mode": "turbo", "seed": "1"},
