@@ -188,7 +188,7 @@ class BriaBackend:
             pending_bytes=plan.input_bytes,
         )
         if sync:  # the answer is the outcome: the status service reports it at once, holds ignored
-            await self._process(job, timeout=None)
+            await self._run(job)  # in the request itself: a reset cannot cancel a call in flight
             return 200, self._sync_body(job)
         return 202, {"request_id": job.request_id, "status_url": f"{call.base_url}/v2/status/{job.request_id}"}
 
@@ -199,15 +199,18 @@ class BriaBackend:
         except TooLargeToDecodeHere:
             return await run_in_threadpool(prepare, self.loader(call))
 
-    async def _process(self, job: Job, timeout: float | None = PROCESSING_TIMEOUT_SECONDS) -> None:
-        """Process a job unless it is done, and wait for it (every caller waits for the same run)."""
-        if job.outcome is not None:
+    async def _process(self, job: Job) -> None:
+        """Process an async job unless it is done, and wait for it (every caller waits for the same run).
+
+        A sync job is processed by its own request: a poll while it runs answers IN_PROGRESS.
+        """
+        if job.outcome is not None or job.settled:
             return
         if job.task is None:
             job.task = asyncio.get_running_loop().create_task(self._run(job))
             self._tasks.add(job.task)
             job.task.add_done_callback(self._tasks.discard)
-        await asyncio.wait({job.task}, timeout=timeout)
+        await asyncio.wait({job.task}, timeout=PROCESSING_TIMEOUT_SECONDS)
 
     async def _run(self, job: Job) -> None:
         """Process a job to its outcome, in the thread pool; a bug ends it UNKNOWN, never lost."""

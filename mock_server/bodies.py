@@ -50,6 +50,8 @@ def parse_json(raw: bytes) -> Any:
         raise BadRequest(f"body: malformed JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
     except RecursionError:
         raise BadRequest("body: JSON nested too deeply") from None
+    except ValueError:  # an integer past Python's limit on digits (sys.get_int_max_str_digits)
+        raise BadRequest("body: a number with too many digits") from None
     if _SURROGATE_ESCAPE.search(raw) and _has_lone_surrogate(value):
         raise BadRequest("body: a string holds a lone UTF-16 surrogate (e.g. \\ud800): not valid Unicode")
     return value

@@ -4,9 +4,9 @@ The schema files are the single source of truth. Installed, they live in
 ``mock_server/schemas``; in a source checkout, in the ``schemas/`` folder beside the package.
 
 Requests are checked on every call, so they get validators compiled from the schemas
-(fastjsonschema). They report the first rule a body breaks, checking its shape before its
-fields: that the body is an object, then missing fields, then exactly-one-of rules, then
-each field in the schema's order. Responses, checked by the tests, use jsonschema, which
+(fastjsonschema). They report the first rule a body breaks: that the body is an object,
+then missing fields, then each field in the schema's order, then the rules across fields
+(exactly one of prompt and ref_images). Responses, checked by the tests, use jsonschema, which
 reports every error.
 """
 
@@ -59,12 +59,21 @@ def validator(name: str) -> Draft7Validator:
 
 
 @functools.cache
-def compiled(name: str) -> Callable[[Any], Any]:
-    """A compiled validator for one schema (raises ``JsonSchemaValueException``), built once."""
-    # (defaults would fill in the body; annotations would be rebuilt into every error it raises)
-    return fastjsonschema.compile(_without_annotations(load_schema(name)), use_default=False)
+def compiled(name: str) -> tuple[Callable[[Any], Any], ...]:
+    """Compiled validators for one schema (each raises ``JsonSchemaValueException``), built once.
+
+    Run in order: the fields first, then the rules across fields at the top (``oneOf`` and the
+    like), so that a field of the wrong type is named rather than an exactly-one-of rule it breaks.
+    """
+    schema = _without_annotations(load_schema(name))
+    fields = {key: value for key, value in schema.items() if key not in _ACROSS_FIELDS}
+    across = {key: value for key, value in schema.items() if key in _ACROSS_FIELDS or key == "errorMessage"}
+    parts = [fields, across] if any(key in schema for key in _ACROSS_FIELDS) else [fields]
+    # (use_default=False: defaults would fill in the body)
+    return tuple(fastjsonschema.compile(part, use_default=False) for part in parts)
 
 
+_ACROSS_FIELDS = ("oneOf", "anyOf", "allOf", "not")
 _ANNOTATIONS = frozenset({"$schema", "$comment", "title", "description", "default", "examples"})
 _SCHEMA_MAPS = frozenset({"properties", "patternProperties", "definitions"})  # values are schemas
 
@@ -90,7 +99,8 @@ def validate_request(name: str, body: Any) -> None:
     if problem is not None:
         raise BadRequest(problem)
     try:
-        compiled(name)(body)
+        for check in compiled(name):
+            check(body)
     except fastjsonschema.JsonSchemaValueException as error:
         raise BadRequest(describe_first(error)) from None
 

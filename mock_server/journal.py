@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 _REDACTED = b"<redacted>"
+_UNREAD = object()
 _SECRET_HEADERS = frozenset({b"api_token", b"authorization", b"x-bria-mock-admin-token"})
 _IMAGE_FIELDS = frozenset({"image", "ref_images"})
 # What each format's magic bytes look like base64-encoded: the format is told without decoding.
@@ -37,22 +38,25 @@ class Entry:
     path: str
     endpoint: str
     token_id: str | None
-    request_header_pairs: list[tuple[bytes, bytes]]  # as ASGI has them, secrets redacted
-    request_body: Any  # summarised, or (a small body) its raw bytes until ``body`` is first read
+    request_header_pairs: list[tuple[bytes, bytes]] = dataclasses.field(repr=False)  # secrets redacted
+    request_body: Any = dataclasses.field(repr=False)  # the summary, or (a small body) its raw bytes
     body_summarised: bool
     status: int | None
-    response_header_pairs: list[tuple[bytes, bytes]]
+    response_header_pairs: list[tuple[bytes, bytes]] = dataclasses.field(repr=False)
     response_bytes: int
     rules: list[str]
     duration_ms: float
     size: int  # the estimate the byte bound counts
+    summary: Any = dataclasses.field(default=_UNREAD, repr=False)  # of a raw body, once first read
 
     @property
     def body(self) -> Any:
         """The request's JSON body, each image payload replaced by its digest, size and format."""
-        if not self.body_summarised:
-            self.request_body, self.body_summarised = summarise_body(_parsed_or_none(self.request_body)), True
-        return self.request_body
+        if self.body_summarised:
+            return self.request_body
+        if self.summary is _UNREAD:  # (two threads may both summarise: the same result, no harm)
+            self.summary = summarise_body(_parsed_or_none(self.request_body))
+        return self.summary
 
     @property
     def request_headers(self) -> dict[str, str]:

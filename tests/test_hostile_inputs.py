@@ -130,6 +130,9 @@ BAD_BODIES = [
     pytest.param(b'{"image": NaN}', "body: NaN is not a JSON number", id="nan-literal"),
     pytest.param(b'{"image": Infinity}', "body: Infinity is not a JSON number", id="infinity-literal"),
     pytest.param(b'{"image": "x", "extra": 1e400}', "body: 1e400 is not a JSON number", id="float-past-infinity"),
+    pytest.param(
+        b'{"image": "x", "extra": ' + b"7" * 5000 + b"}", "body: a number with too many digits", id="int-digits"
+    ),
 ]
 
 

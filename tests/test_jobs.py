@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
+import time
 
 import httpx
 
+from mock_server.fixtures.images import make_image
 from mock_server.fixtures.plugin import BriaMock
 
 RMBG = "/v2/image/edit/remove_background"
@@ -110,3 +113,19 @@ def test_polls_that_arrive_while_a_job_is_processed_all_get_its_outcome(make_ser
 
     assert [poll.json()["status"] for poll in polls] == ["COMPLETED"] * 4
     assert len({poll.json()["result"]["image_url"] for poll in polls}) == 1
+
+
+def test_a_sync_call_in_flight_survives_a_reset(make_server, client_for) -> None:  # type: ignore[no-untyped-def]
+    server = make_server()
+    api = client_for(server.base_url)
+    large = make_image(format="JPEG", size=(2400, 1800))  # long enough to render for a reset to land
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        call = pool.submit(api.post, RMBG, json={"image": large.base64, "sync": True}, timeout=60)
+        deadline = time.monotonic() + 30
+        while len(server.backend.jobs) == 0 and time.monotonic() < deadline:  # accepted: rendering now
+            time.sleep(0.001)
+        server.reset()
+        answer = call.result()
+
+    assert answer.status_code == 200
+    assert not server.backend.crashes

@@ -159,9 +159,20 @@ def test_the_compiled_validator_agrees_with_jsonschema(name: str, data: st.DataO
         ("remove_background.request", {"image": 7, "sync": "no"}, "image: expected string, got integer"),
         ("remove_background.request", {"image": "", "sync": "no"}, "image: must not be empty"),
         ("remove_background.request", {"image": "x", "sync": "no"}, "sync: expected boolean, got string"),
+        ("replace_background.request", {"image": 7, "mode": "turbo"}, "image: expected string, got integer"),
         (
             "replace_background.request",
-            {"image": 7, "mode": "turbo"},
+            {"image": "x", "prompt": 5},
+            "prompt: expected string or null, got integer",
+        ),
+        (
+            "replace_background.request",
+            {"image": "x", "mode": "turbo"},
+            "mode: must be one of base, high_control, fast",
+        ),
+        (
+            "replace_background.request",
+            {"image": "x", "prompt": "a beach", "ref_images": "x"},
             "prompt, ref_images: exactly one of the two must be provided",
         ),
         (
