@@ -55,6 +55,7 @@ INLINE_MAX_CHARS = 128 * 1024
 INLINE_MAX_PIXELS = 256 * 256
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 _FORMATS = frozenset({"JPEG", "PNG", "WEBP"})
+_FORMATS_BUT_WEBP = _FORMATS - {"WEBP"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,11 +155,10 @@ class BriaBackend:
             raise TooLargeToDecodeHere(field)
         data = self._image_bytes(value, field, local_hosts)
         refuse_webp = endpoint == REMOVE_BACKGROUND and not self.settings.rmbg_accept_webp
-        formats = _FORMATS - {"WEBP"} if refuse_webp else _FORMATS
         return check_image(
             data,
             field,
-            formats=formats,
+            formats=_FORMATS_BUT_WEBP if refuse_webp else _FORMATS,
             max_pixels=self.settings.max_image_pixels,
             decode_limit=INLINE_MAX_PIXELS if inline else None,
         )

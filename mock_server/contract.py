@@ -110,9 +110,9 @@ def _shape_problem(schema: Mapping[str, Any], body: Any) -> str | None:
     compiled validator runs, because when it raises one of them it rebuilds the whole schema as the
     error's ``definition`` (most of the cost of such a 400)."""
     if not isinstance(body, dict):
-        return f"body: expected object, got {_json_type(body)}" if schema.get("type") == "object" else None
+        return f"body: {_problem('type', 'object', body)}" if schema.get("type") == "object" else None
     missing = next((field for field in schema.get("required", ()) if field not in body), None)
-    return None if missing is None else f"{missing}: this field is required"
+    return None if missing is None else f"{missing}: {_problem('required', None, body)}"
 
 
 def describe_first(error: fastjsonschema.JsonSchemaValueException) -> str:
@@ -126,13 +126,9 @@ def describe_first(error: fastjsonschema.JsonSchemaValueException) -> str:
     field = str(error.name).removeprefix("data").lstrip(".")
     if error.rule == "required" and isinstance(error.value, dict):
         missing = next(name for name in definition["required"] if name not in error.value)
-        return f"{field}.{missing}: this field is required" if field else f"{missing}: this field is required"
-    field = field or "body"
-    if error.rule == "type":
-        return f"{field}: expected {_types(definition['type'])}, got {_json_type(error.value)}"
-    if error.rule == "enum":
-        return f"{field}: must be one of {', '.join(str(value) for value in definition['enum'])}"
-    return f"{field}: {error.message.removeprefix(str(error.name)).strip()}"
+        field = f"{field}.{missing}" if field else missing
+    problem = _problem(str(error.rule), definition.get(str(error.rule)), error.value)
+    return f"{field or 'body'}: {problem or error.message.removeprefix(str(error.name)).strip()}"
 
 
 def response_errors(name: str, body: Any) -> list[str]:
@@ -165,13 +161,18 @@ def _missing_field(error: ValidationError) -> str:
 
 
 def _short_message(error: ValidationError) -> str:
-    if error.validator == "required":
+    return _problem(str(error.validator), error.validator_value, error.instance) or str(error.message)
+
+
+def _problem(rule: str, rule_value: Any, instance: Any) -> str | None:
+    """The fake's own wording of the rules clients break most (None: the validator's own wording)."""
+    if rule == "required":
         return "this field is required"
-    if error.validator == "type":
-        return f"expected {_types(error.validator_value)}, got {_json_type(error.instance)}"
-    if error.validator == "enum":
-        return f"must be one of {', '.join(str(value) for value in error.validator_value)}"  # type: ignore[union-attr]
-    return str(error.message)
+    if rule == "type":
+        return f"expected {_types(rule_value)}, got {_json_type(instance)}"
+    if rule == "enum":
+        return f"must be one of {', '.join(str(value) for value in rule_value)}"
+    return None
 
 
 def _types(value: Any) -> str:
