@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("mock_server")
 
-# The API routes: they answer their own errors (handlers.answers_errors), so the app serves them
-# without Starlette's router and exception middleware (see DirectRoutes).
+# The API routes: the app serves them without Starlette's router and exception middleware
+# (see DirectRoutes).
 API_ROUTES = [
     Route("/v2/image/edit/remove_background", handlers.remove_background, methods=["POST"]),
     Route("/v2/image/edit/replace_background", handlers.replace_background, methods=["POST"]),
@@ -62,8 +62,8 @@ class DirectRoutes:
 
     For the API routes, which carry the load: Starlette's router, its two exception
     middlewares and the endpoint wrapper were a third of what the fake adds to a 401 (see
-    benchmarks/). Their handlers answer every ``BriaError`` themselves, and the traffic layer
-    outside answers anything else as a crash, in the same envelope the app's handlers would.
+    benchmarks/). A ``BriaError`` is answered here by the app's own handler; anything else is
+    answered as a crash by the traffic layer outside, in the same envelope.
     """
 
     def __init__(self, routes: list[Route], app: ASGIApp) -> None:
@@ -75,7 +75,11 @@ class DirectRoutes:
             match, child_scope = route.matches(scope)
             if match is Match.FULL:
                 scope.update(child_scope)
-                response = await route.endpoint(Request(scope, receive))
+                request = Request(scope, receive)
+                try:
+                    response = await route.endpoint(request)
+                except BriaError as exc:
+                    response = await bria_error_response(request, exc)
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)  # also a known path with the wrong method: Starlette's 405

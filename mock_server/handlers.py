@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import Response
@@ -12,7 +10,7 @@ from mock_server import openapi, samples
 from mock_server.backend import BriaBackend, Call
 from mock_server.bodies import parse_json
 from mock_server.contract import validate_request
-from mock_server.errors import BadRequest, BriaError, ImageNotFound, error_response, new_request_id
+from mock_server.errors import BadRequest, ImageNotFound, new_request_id
 from mock_server.jobs import JobTimeline
 from mock_server.operations import (
     REMOVE_BACKGROUND,
@@ -28,7 +26,6 @@ if TYPE_CHECKING:
 
 _PLANNERS = {REMOVE_BACKGROUND: plan_remove_background, REPLACE_BACKGROUND: plan_replace_background}
 _JSON_TYPES = ("application/json", "text/json")
-Endpoint = Callable[["Request"], Awaitable[Response]]
 REQUEST_ID_KEY = "bria_mock.request_id"
 
 
@@ -55,30 +52,10 @@ def public_base(request: Request) -> str:
     return f"{request.scope['scheme']}://{host}{request.scope.get('root_path', '')}".rstrip("/")
 
 
-def answers_errors(endpoint: Endpoint) -> Endpoint:
-    """Render a ``BriaError`` right here, as the app's handler would (``error_response``).
-
-    For the API routes, where errors are part of normal traffic: Starlette's exception
-    handling (a lookup along the exception's classes, then a second send chain) costs more
-    than the rest of a 401.
-    """
-
-    @functools.wraps(endpoint)
-    async def answering(request: Request) -> Response:
-        try:
-            return await endpoint(request)
-        except BriaError as exc:
-            return error_response(exc, request_id_of(request))
-
-    return answering
-
-
-@answers_errors
 async def remove_background(request: Request) -> Response:
     return await _submit(request, REMOVE_BACKGROUND)
 
 
-@answers_errors
 async def replace_background(request: Request) -> Response:
     return await _submit(request, REPLACE_BACKGROUND)
 
@@ -98,7 +75,6 @@ async def _submit(request: Request, endpoint: str) -> Response:
     return JSONResponse(payload, status_code=status_code)
 
 
-@answers_errors
 async def status(request: Request) -> Response:
     backend = backend_of(request)
     token = backend.authenticate(request.headers.get("api_token"))
