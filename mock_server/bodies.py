@@ -57,6 +57,14 @@ def parse_json(raw: bytes) -> Any:
     return value
 
 
+def parse_json_or_error(raw: bytes) -> Any:
+    """The JSON value of a body, or the :class:`BadRequest` saying why it is not one (to answer later)."""
+    try:
+        return parse_json(raw)
+    except BadRequest as exc:
+        return exc
+
+
 class _NotFinite(ValueError):
     pass
 

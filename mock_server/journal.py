@@ -40,7 +40,6 @@ class Entry:
     token_id: str | None
     request_header_pairs: list[tuple[bytes, bytes]] = dataclasses.field(repr=False)  # secrets redacted
     request_body: Any = dataclasses.field(repr=False)  # the summary, or (a small body) its raw bytes
-    body_summarised: bool
     status: int | None
     response_header_pairs: list[tuple[bytes, bytes]] = dataclasses.field(repr=False)
     response_bytes: int
@@ -52,7 +51,7 @@ class Entry:
     @property
     def body(self) -> Any:
         """The request's JSON body, each image payload replaced by its digest, size and format."""
-        if self.body_summarised:
+        if not isinstance(self.request_body, bytes):  # (a summary is JSON: never bytes)
             return self.request_body
         if self.summary is _UNREAD:  # (two threads may both summarise: the same result, no harm)
             self.summary = summarise_body(_parsed_or_none(self.request_body))
@@ -154,13 +153,11 @@ def redact_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, 
 
 def _parsed_or_none(raw: bytes) -> Any:
     # Imported here: the pytest plugin imports this module, and every pytest start-up pays for its imports.
-    from mock_server.bodies import parse_json
+    from mock_server.bodies import parse_json_or_error
     from mock_server.errors import BadRequest
 
-    try:
-        return parse_json(raw)
-    except BadRequest:  # not JSON: the journal shows no body
-        return None
+    parsed = parse_json_or_error(raw)
+    return None if isinstance(parsed, BadRequest) else parsed  # not JSON: the journal shows no body
 
 
 def _header_dict(pairs: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:

@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 
 from mock_server import connection_faults
-from mock_server.bodies import check_declared_length, check_read_length, parse_json, read_limited
+from mock_server.bodies import check_declared_length, check_read_length, parse_json_or_error, read_limited
 from mock_server.errors import (
     BadRequest,
     BriaError,
@@ -106,8 +106,7 @@ class Exchange:
         self.started = time.perf_counter()
         self.raw = b""
         self._json: Any = _UNPARSED  # the parsed body, or the BadRequest that parsing raised
-        self.summary: Any = None  # the body as the journal shows it ...
-        self.summarised = True  # ... or, for a small body, its raw bytes: parsed and summarised when read
+        self.summary: Any = None  # the body as the journal shows it, or (a small body) its raw bytes
         self.decision = NO_DECISION
         self.status: int | None = None
         self.response_headers: list[tuple[bytes, bytes]] = []
@@ -154,14 +153,14 @@ class Exchange:
         elif len(raw) > SMALL_BODY_BYTES:
             self._json, self.summary = _parse_and_summarise(raw)
         else:  # small: parsed when a rule or the handler needs it; the journal keeps the bytes
-            self.summary, self.summarised = raw, False
+            self.summary = raw
         self.raw = raw
         return raw
 
     def json(self) -> Any:
         """The body's JSON, parsed when first needed; None when it is not JSON (the handler says why)."""
         if self._json is _UNPARSED:
-            self._json = _parse(self.raw)
+            self._json = parse_json_or_error(self.raw)
         return None if isinstance(self._json, BadRequest) else self._json
 
     def _decide(self) -> Decision:
@@ -264,7 +263,6 @@ class Exchange:
             token_id=token_id(self.token),
             request_header_pairs=redact_headers(self.scope["headers"]),
             request_body=self.summary,
-            body_summarised=self.summarised,
             status=self.status,
             response_header_pairs=redact_headers(self.response_headers),
             response_bytes=self.response_bytes,
@@ -328,15 +326,8 @@ async def _no_body() -> Message:
 
 def _parse_and_summarise(raw: bytes) -> tuple[Any, Any]:
     """The body's JSON (or the BadRequest saying why it is not) and its journal summary."""
-    parsed = _parse(raw)
+    parsed = parse_json_or_error(raw)
     return parsed, summarise_body(None if isinstance(parsed, BadRequest) else parsed)
-
-
-def _parse(raw: bytes) -> Any:
-    try:
-        return parse_json(raw)
-    except BadRequest as exc:  # the handler answers it
-        return exc
 
 
 async def _chunks(receive: Receive, first: bytes) -> AsyncIterator[bytes]:

@@ -88,7 +88,7 @@ def test_a_small_body_is_summarised_when_the_journal_is_read(api: httpx.Client, 
     api.post(RMBG, json={"image": tiny.base64})
 
     (entry,) = bria_mock.backend.journal.entries(endpoint="remove_background")
-    assert not entry.body_summarised  # recorded as bytes: nothing spent on it yet
+    assert isinstance(entry.request_body, bytes)  # recorded as bytes: nothing spent on it yet
     assert tiny.base64 not in repr(entry)
     assert entry.body["image"] == {
         "sha256": hashlib.sha256(tiny.base64.encode()).hexdigest(),
