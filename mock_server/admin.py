@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from mock_server.bodies import check_declared_length, parse_json, read_limited
 from mock_server.errors import BadRequest, Forbidden, ImageNotFound, Unauthorized
-from mock_server.journal import token_id
+from mock_server.ids import namespace_id
 from mock_server.ratelimit import per_minute
 from mock_server.responses import JSONResponse
 
@@ -147,12 +147,12 @@ async def state(request: Request) -> Response:
     namespace = _namespace(request)
     return JSONResponse(
         {
-            "jobs": backend.jobs.count(token_id(namespace) if namespace else None),
+            "jobs": backend.jobs.count(namespace_id(namespace) if namespace else None),
             "rules": [rule.to_json() for rule in backend.rules.list(namespace)],
             "journal": len(backend.journal.entries(token=namespace)) if namespace else len(backend.journal),
             "rate_limit": {"per_minute": backend.limiter.limit, "buckets": backend.limiter.state(namespace)},
             "clock": backend.clock.now(),
-            "namespace": token_id(namespace),
+            "namespace": namespace_id(namespace),
         }
     )
 

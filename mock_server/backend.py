@@ -31,9 +31,10 @@ from mock_server.errors import (
     error_for_code,
     error_object,
 )
+from mock_server.ids import namespace_id
 from mock_server.inputs import InputImage, TooLargeToDecodeHere, check_image, decode_base64, url_scheme
 from mock_server.jobs import Clock, Job, JobState, JobStore, JobTimeline, Outcome, Progression
-from mock_server.journal import Journal, token_id
+from mock_server.journal import Journal
 from mock_server.operations import REMOVE_BACKGROUND, ImageLoader, Plan
 from mock_server.ratelimit import RateLimiter, per_minute
 from mock_server.rules import Rule, RuleBook, load_rules_file, parse_rule
@@ -96,7 +97,7 @@ class BriaBackend:
 
         A full reset keeps the rules of the rules file (they are part of the configuration).
         """
-        self.jobs.clear(token_id(token) if token is not None else None)
+        self.jobs.clear(namespace_id(token) if token is not None else None)
         self.rules.clear(token)
         self.journal.clear(token)
         self.limiter.clear(token)
@@ -181,9 +182,9 @@ class BriaBackend:
         job = self.jobs.create(
             call.request_id,
             endpoint,
-            owner=token_id(call.token),
+            owner=namespace_id(call.token),
             timeline=timeline,
-            settled=sync,
+            sync=sync,
             work=partial(self._finish, call, plan),
             pending_bytes=plan.input_bytes,
         )
@@ -204,7 +205,7 @@ class BriaBackend:
 
         A sync job is processed by its own request: a poll while it runs answers IN_PROGRESS.
         """
-        if job.outcome is not None or job.settled:
+        if job.outcome is not None or job.sync:
             return
         if job.task is None:
             job.task = asyncio.get_running_loop().create_task(self._run(job))
@@ -257,7 +258,7 @@ class BriaBackend:
         machine's speed.
         """
         job = self.jobs.get(request_id)
-        if job is None or job.owner != token_id(token):  # another token's job is not there for you
+        if job is None or job.owner != namespace_id(token):  # another token's job is not there for you
             raise JobNotFound(f"no job {request_id}")
         due = self.progression.due(job, self.clock.now())
         if due:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http
-import os
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -23,11 +22,6 @@ def reason_phrase(status_code: int) -> str:
         return http.HTTPStatus(status_code).phrase
     except ValueError:
         return "Error"
-
-
-def new_request_id() -> str:
-    """32 random hex digits, like a uuid4's, and as hard to guess: a result image needs no token."""
-    return os.urandom(16).hex()
 
 
 def error_object(status_code: int, details: str) -> dict[str, Any]:

@@ -10,7 +10,8 @@ from mock_server import openapi, samples
 from mock_server.backend import BriaBackend, Call
 from mock_server.bodies import parse_json
 from mock_server.contract import validate_request
-from mock_server.errors import BadRequest, ImageNotFound, new_request_id
+from mock_server.errors import BadRequest, ImageNotFound
+from mock_server.ids import new_request_id
 from mock_server.jobs import JobTimeline
 from mock_server.operations import (
     REMOVE_BACKGROUND,

@@ -88,9 +88,9 @@ class Job:
     request_id: str
     endpoint: str
     created_at: float
-    owner: str | None = None  # the token_id of the token that created it: its namespace
+    owner: str | None = None  # the namespace_id of the token that created it: its namespace
     timeline: JobTimeline | None = None
-    settled: bool = False  # a sync job: its outcome was the answer, so polls report it at once
+    sync: bool = False  # a sync job: its outcome was the answer, so polls report it at once
     polls: int = 0
     outcome: Outcome | None = None
     work: Callable[[Job], Outcome] | None = dataclasses.field(default=None, repr=False)
@@ -128,12 +128,12 @@ class JobStore:
         *,
         owner: str | None = None,
         timeline: JobTimeline | None = None,
-        settled: bool = False,
+        sync: bool = False,
         work: Callable[[Job], Outcome] | None = None,
         pending_bytes: int = 0,
     ) -> Job:
         """Record a new job and drop what has expired or is over the bounds."""
-        job = Job(request_id, endpoint, self._clock.now(), owner=owner, timeline=timeline, settled=settled)
+        job = Job(request_id, endpoint, self._clock.now(), owner=owner, timeline=timeline, sync=sync)
         job.work, job.pending_bytes = work, pending_bytes
         with self._lock:
             self._expire()
@@ -208,7 +208,7 @@ class Progression:
         Polls only go up and time only goes forward, so once due a job stays due: together
         with an outcome that never changes, a job never goes back from a terminal state.
         """
-        if job.settled:
+        if job.sync:
             job.polls += 1
             return True
         timeline = job.timeline or JobTimeline()

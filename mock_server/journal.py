@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import functools
 import hashlib
 import itertools
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from mock_server.ids import namespace_id
 
 _REDACTED = b"<redacted>"
 _UNREAD = object()
@@ -20,12 +21,6 @@ _SECRET_HEADERS = frozenset({b"api_token", b"authorization", b"x-bria-mock-admin
 _IMAGE_FIELDS = frozenset({"image", "ref_images"})
 # What each format's magic bytes look like base64-encoded: the format is told without decoding.
 _MAGIC_BASE64 = (("/9j/", "JPEG"), ("iVBORw", "PNG"), ("UklGR", "WEBP"), ("R0lGOD", "GIF"), ("Qk", "BMP"))
-
-
-@functools.lru_cache(maxsize=1024)  # tokens are few; hashing one per request is not needed
-def token_id(token: str | None) -> str | None:
-    """A stable, non-reversible name for a token: what the journal and state show instead of it."""
-    return None if token is None else "tok-" + hashlib.sha256(token.encode()).hexdigest()[:10]
 
 
 @dataclasses.dataclass(slots=True)  # not frozen: a frozen dataclass is several times slower to create
@@ -119,7 +114,7 @@ class Journal:
                 self._entries.clear()
                 self._bytes = 0
                 return
-            kept = [entry for entry in self._entries if entry.token_id != token_id(token)]
+            kept = [entry for entry in self._entries if entry.token_id != namespace_id(token)]
             self._entries = collections.deque(kept)
             self._bytes = sum(entry.size for entry in kept)
 
@@ -133,7 +128,7 @@ def matches(entry: Entry, criteria: Mapping[str, Any]) -> bool:
         if wanted is None:
             continue
         if key == "token":
-            if entry.token_id != token_id(wanted):
+            if entry.token_id != namespace_id(wanted):
                 return False
         elif key == "body":
             if not isinstance(entry.body, dict) or any(entry.body.get(f) != v for f, v in wanted.items()):

@@ -10,7 +10,7 @@ import math
 import threading
 from collections.abc import Callable
 
-from mock_server.journal import token_id
+from mock_server.ids import namespace_id
 
 PLANS = {"free": 10, "payg": 60, "enterprise": 1000}
 # Buckets kept at most; past it the least recently used go (a full bucket is the default anyway).
@@ -67,7 +67,7 @@ class RateLimiter:
         with self._lock:
             buckets = list(self._buckets.items())
         return [
-            {"token_id": token_id(key[0]), "endpoint": key[1], "remaining": math.floor(tokens)}
+            {"token_id": namespace_id(key[0]), "endpoint": key[1], "remaining": math.floor(tokens)}
             for key, (tokens, _) in buckets
             if token is None or key[0] == token
         ]

@@ -25,9 +25,9 @@ from mock_server.errors import (
     error_for_code,
     error_response,
     internal_error,
-    new_request_id,
 )
-from mock_server.journal import redact_headers, summarise_body, token_id
+from mock_server.ids import namespace_id, new_request_id
+from mock_server.journal import redact_headers, summarise_body
 from mock_server.rules import Decision, Traffic, rules_from_headers
 
 if TYPE_CHECKING:
@@ -260,7 +260,7 @@ class Exchange:
             method=self.scope["method"],
             path=self.scope["path"],
             endpoint=self.endpoint,
-            token_id=token_id(self.token),
+            token_id=namespace_id(self.token),
             request_header_pairs=redact_headers(self.scope["headers"]),
             request_body=self.summary,
             status=self.status,
