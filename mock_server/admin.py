@@ -12,13 +12,13 @@ import ipaddress
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import Response
-from starlette.routing import Route
 
 from mock_server.bodies import check_declared_length, parse_json, read_limited
 from mock_server.errors import BadRequest, Forbidden, ImageNotFound, Unauthorized
 from mock_server.ids import namespace_id
 from mock_server.ratelimit import per_minute
 from mock_server.responses import JSONResponse
+from mock_server.routing import Route
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -172,15 +172,15 @@ def _as_list(value: Any) -> list[Any]:
 
 
 ROUTES = [
-    Route(f"{PREFIX}/health", health, methods=["GET"]),
-    Route(f"{PREFIX}/reset", reset, methods=["POST"]),
-    Route(f"{PREFIX}/rules", list_rules, methods=["GET"]),
-    Route(f"{PREFIX}/rules", add_rules, methods=["POST"]),
-    Route(f"{PREFIX}/rules/{{rule_id}}", delete_rule, methods=["DELETE"]),
-    Route(f"{PREFIX}/journal", journal, methods=["GET"]),
-    Route(f"{PREFIX}/journal/clear", clear_journal, methods=["POST"]),
-    Route(f"{PREFIX}/clock/advance", advance_clock, methods=["POST"]),
-    Route(f"{PREFIX}/rate-limit", rate_limit, methods=["POST"]),
-    Route(f"{PREFIX}/state", state, methods=["GET"]),
-    Route(f"{PREFIX}/uploads", upload, methods=["POST"]),
+    Route("GET", f"{PREFIX}/health", health),
+    Route("POST", f"{PREFIX}/reset", reset),
+    Route("GET", f"{PREFIX}/rules", list_rules),
+    Route("POST", f"{PREFIX}/rules", add_rules),
+    Route("DELETE", f"{PREFIX}/rules/{{rule_id}}", delete_rule),
+    Route("GET", f"{PREFIX}/journal", journal),
+    Route("POST", f"{PREFIX}/journal/clear", clear_journal),
+    Route("POST", f"{PREFIX}/clock/advance", advance_clock),
+    Route("POST", f"{PREFIX}/rate-limit", rate_limit),
+    Route("GET", f"{PREFIX}/state", state),
+    Route("POST", f"{PREFIX}/uploads", upload),
 ]

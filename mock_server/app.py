@@ -1,88 +1,88 @@
-"""``create_app``: the Starlette application, its routes, and the one place errors become responses."""
+"""``create_app``: the route table and the one request path every request takes.
+
+A request is matched by the :class:`~mock_server.routing.Router`; API traffic (the operations,
+status polls, result images, samples, unknown paths) then goes through the traffic policy
+(:class:`~mock_server.traffic.Exchange`), the fake's own controls under ``/bria-mock/`` straight
+to their endpoint. Either way, an error becomes an answer in ``errors.error_answer`` only.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response
-from starlette.routing import Match, Route
+from starlette.requests import Request
 
-from mock_server import admin, handlers
+from mock_server import admin, handlers, operations
 from mock_server.backend import BriaBackend
 from mock_server.config import Settings
-from mock_server.errors import (
-    BadRequest,
-    BriaError,
-    ImageNotFound,
-    MethodNotAllowed,
-    error_for_code,
-    error_response,
-    internal_error,
-)
-from mock_server.traffic import TrafficLayer
+from mock_server.context import context_of
+from mock_server.errors import error_answer
+from mock_server.routing import Route, Router
+from mock_server.traffic import Exchange
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
 
-logger = logging.getLogger("mock_server")
 
-# The API routes: the app serves them without Starlette's router and exception middleware
-# (see DirectRoutes).
-API_ROUTES = [
-    Route("/v2/image/edit/remove_background", handlers.remove_background, methods=["POST"]),
-    Route("/v2/image/edit/replace_background", handlers.replace_background, methods=["POST"]),
-    Route("/v2/status/{request_id}", handlers.status, methods=["GET"]),
-]
-ROUTES = [
-    *API_ROUTES,
-    Route("/results/{name}", handlers.result_image, methods=["GET"]),
-    Route("/samples/{name}", handlers.sample_image, methods=["GET"]),
-    Route("/uploads/{name}", handlers.uploaded_image, methods=["GET"]),
-    Route("/openapi.json", handlers.openapi_document, methods=["GET"]),
-    *admin.ROUTES,
-]
+def api_routes() -> list[Route]:
+    """The API as the real service has it: one route per operation, and the status service."""
+    submits = [Route(op.method, op.path, handlers.submit_endpoint(op), traffic=op.name) for op in operations.OPERATIONS]
+    return [*submits, Route("GET", "/v2/status/{request_id}", handlers.status, traffic=operations.STATUS)]
+
+
+def routes() -> list[Route]:
+    """Every route the fake serves."""
+    return [
+        *api_routes(),
+        Route("GET", "/results/{name}", handlers.result_image, traffic=operations.RESULT),
+        Route("GET", "/samples/{name}", handlers.sample_image, traffic=operations.SAMPLE),
+        Route("GET", "/uploads/{name}", handlers.uploaded_image, traffic=operations.OTHER),
+        Route("GET", "/openapi.json", handlers.openapi_document),
+        *admin.ROUTES,
+    ]
 
 
 class BriaMockApp(Starlette):
-    """Starlette with the traffic layer (rules, rate limits, journal) outside everything else."""
+    """Starlette for its lifespan and ``state``; every request is served by :class:`RequestPath`."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        return TrafficLayer(DirectRoutes(API_ROUTES, super().build_middleware_stack()), self.state.backend)
+        return RequestPath(Router(routes(), controls_prefix=admin.PREFIX), self.state.backend, self.router)
 
 
-class DirectRoutes:
-    """ASGI: the routes given, served directly; every other request goes on to ``app``.
+class RequestPath:
+    """ASGI: match the route, then the traffic policy (API traffic) or the control itself."""
 
-    For the API routes, which carry the load: Starlette's router, its two exception
-    middlewares and the endpoint wrapper were a third of what the fake adds to a 401 (see
-    benchmarks/). A ``BriaError`` is answered here by the app's own handler; anything else is
-    answered as a crash by the traffic layer outside, in the same envelope.
-    """
-
-    def __init__(self, routes: list[Route], app: ASGIApp) -> None:
-        self.routes = routes
-        self.app = app
+    def __init__(self, router: Router, backend: BriaBackend, lifespan: ASGIApp) -> None:
+        self.router = router
+        self.backend = backend
+        self.lifespan = lifespan
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        for route in self.routes:
-            match, child_scope = route.matches(scope)
-            if match is Match.FULL:
-                scope.update(child_scope)
-                request = Request(scope, receive)
-                try:
-                    response = await route.endpoint(request)
-                except BriaError as exc:
-                    response = await bria_error_response(request, exc)
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)  # also a known path with the wrong method: Starlette's 405
+        if scope["type"] == "lifespan":
+            await self.lifespan(scope, receive, send)
+            return
+        if scope["type"] != "http":  # no websockets here
+            await send({"type": "websocket.close", "code": 1000})
+            return
+        match = self.router.match(scope)
+        if match.traffic is not None:
+            await Exchange(self.backend, scope, match).serve(receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            if match.error is not None:
+                raise match.error
+            assert match.route is not None
+            scope["path_params"] = match.params
+            response = await match.route.endpoint(request)
+        except Exception as exc:
+            where = f"on {scope['method']} {scope['path']}"
+            response = error_answer(exc, context_of(scope).request_id, self.backend.crashes, where)
+        await response(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -96,41 +96,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
         yield
         await backend.aclose()
 
-    app = BriaMockApp(
-        routes=ROUTES,
-        lifespan=lifespan,
-        exception_handlers={
-            BriaError: bria_error_response,
-            HTTPException: http_error_response,
-            Exception: crash_response,
-        },
-    )
+    app = BriaMockApp(lifespan=lifespan)
     app.state.backend = backend
     return app
-
-
-async def bria_error_response(request: Request, exc: Exception) -> Response:
-    """Render any ``BriaError`` in the vendor's envelope (or the status service's own 404 body)."""
-    assert isinstance(exc, BriaError)
-    return error_response(exc, handlers.request_id_of(request))
-
-
-async def http_error_response(request: Request, exc: Exception) -> Response:
-    """Starlette's own errors (no such route, wrong method) in the same envelope."""
-    assert isinstance(exc, HTTPException)
-    if exc.status_code == 404:
-        error: BriaError = ImageNotFound(f"no route {request.method} {request.url.path}")
-    elif exc.status_code == 405:
-        error = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}", headers=exc.headers)
-    else:
-        error = error_for_code(exc.status_code, str(exc.detail))
-    return await bria_error_response(request, error)
-
-
-async def crash_response(request: Request, exc: Exception) -> Response:
-    """A bug in the fake: still the envelope, never a bare traceback (the server log has it)."""
-    if isinstance(exc, ClientDisconnect):  # the client left mid-body: nobody to answer, no bug
-        return await bria_error_response(request, BadRequest("body: the client disconnected"))
-    logger.error("bria-mock crashed on %s %s", request.method, request.url.path, exc_info=exc)
-    request.app.state.backend.crashes.append(exc)  # for the pytest plugin to re-raise in the test
-    return await bria_error_response(request, internal_error(exc))

@@ -207,7 +207,7 @@ def with_defaults(name: str, body: Mapping[str, Any]) -> dict[str, Any]:
 def response_schema(operation: str, status_code: int, body: Any) -> str:
     """The schema a response must conform to, by operation and status code.
 
-    ``operation`` is ``remove_background``, ``replace_background`` or ``status``.
+    ``operation`` is an operation's name (see ``operations.OPERATIONS``) or ``status``.
     """
     if operation == "status":
         if status_code == 200 and isinstance(body, dict):

@@ -1,10 +1,19 @@
-"""Vendor-named errors and the one place that turns them into Bria's error envelope."""
+"""Vendor-named errors, Bria's error envelope, and the one place any exception becomes an answer.
+
+Every failure the fake answers with is a :class:`BriaError`; :func:`error_answer` renders it (and
+anything else raised while serving: a crash is recorded in the :class:`CrashLog` and answered as a
+500 in the same envelope). Handlers, the traffic layer and the router all answer errors through it.
+"""
 
 from __future__ import annotations
 
+import collections
 import http
-from collections.abc import Mapping
+import logging
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
+
+from starlette.requests import ClientDisconnect
 
 from mock_server.responses import JSONResponse
 
@@ -12,6 +21,8 @@ from mock_server.responses import JSONResponse
 DOWNLOAD_FAILED = 460
 _REASONS = {DOWNLOAD_FAILED: "Failed to download image"}
 MAX_DETAILS = 500
+MAX_CRASHES = 100  # kept for the pytest plugin; each holds its traceback
+logger = logging.getLogger("mock_server")
 
 
 def reason_phrase(status_code: int) -> str:
@@ -49,10 +60,17 @@ class BriaError(Exception):
         super().__init__(details)
         self.details = details
         self.headers = dict(headers or {})
+        self.replacement_body: Any = None  # a fault rule's own body for this answer
 
-    def body(self, request_id: str) -> dict[str, Any]:
-        """The JSON body to send; the envelope unless a subclass documents otherwise."""
+    def body(self, request_id: str) -> Any:
+        """The JSON body to send; the envelope unless a subclass (or a rule's ``body``) says otherwise."""
+        if self.replacement_body is not None:
+            return self.replacement_body
         return envelope(self.status_code, self.details, request_id)
+
+    def as_object(self) -> dict[str, Any]:
+        """The envelope's ``error`` member: also what a status body in ERROR or UNKNOWN carries."""
+        return error_object(self.status_code, self.details)
 
 
 class BadRequest(BriaError):
@@ -132,7 +150,7 @@ class JobNotFound(BriaError):
 
     status_code = 404
 
-    def body(self, request_id: str) -> dict[str, Any]:
+    def body(self, request_id: str) -> Any:
         return {"status": "NOT_FOUND"}
 
 
@@ -148,6 +166,8 @@ _BY_CODE: dict[int, type[BriaError]] = {
         Unauthorized,
         Forbidden,
         ImageNotFound,
+        MethodNotAllowed,
+        PayloadTooLarge,
         UnsupportedMediaType,
         ModerationFailed,
         TooManyRequests,
@@ -157,11 +177,48 @@ _BY_CODE: dict[int, type[BriaError]] = {
 
 
 def error_for_code(status_code: int, details: str) -> BriaError:
-    """The exception that answers with ``status_code`` (a job's error, replayed on a sync call)."""
+    """The error that answers with ``status_code`` (a job's ending, a fault rule's error)."""
     cls = _BY_CODE.get(status_code)
     return cls(details) if cls else ServerError(details, status_code=status_code)
 
 
-def error_response(exc: BriaError, request_id: str) -> JSONResponse:
-    """The one rendering of a ``BriaError`` as an HTTP response."""
-    return JSONResponse(exc.body(request_id), status_code=exc.status_code, headers=exc.headers)
+class CrashLog:
+    """Exceptions raised while serving (bugs in the fake), oldest first, each recorded once.
+
+    The pytest plugin re-raises them in the test that caused them instead of leaving a bare 500.
+    """
+
+    def __init__(self, keep: int = MAX_CRASHES) -> None:
+        self._crashes: collections.deque[BaseException] = collections.deque(maxlen=keep)
+
+    def record(self, exc: BaseException, where: str) -> None:
+        """Log a crash with its traceback and keep it (once, however many layers see it)."""
+        if any(known is exc for known in self._crashes):
+            return
+        logger.error("bria-mock crashed %s", where, exc_info=exc)
+        self._crashes.append(exc)
+
+    def clear(self) -> None:
+        self._crashes.clear()
+
+    def __iter__(self) -> Iterator[BaseException]:
+        return iter(list(self._crashes))
+
+    def __len__(self) -> int:
+        return len(self._crashes)
+
+    def __getitem__(self, index: int) -> BaseException:
+        return self._crashes[index]
+
+
+def error_answer(exc: BaseException, request_id: str, crashes: CrashLog, where: str) -> JSONResponse:
+    """The one place an exception becomes an answer: a ``BriaError`` in its envelope (or its own
+    body), a client that left mid-body as 400, anything else a recorded crash answered as 500."""
+    if isinstance(exc, BriaError):
+        error = exc
+    elif isinstance(exc, ClientDisconnect):  # the client left mid-body: nobody to answer, no bug
+        error = BadRequest("body: the client disconnected")
+    else:
+        crashes.record(exc, where)
+        error = internal_error(exc)
+    return JSONResponse(error.body(request_id), status_code=error.status_code, headers=error.headers)

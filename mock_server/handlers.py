@@ -1,4 +1,8 @@
-"""HTTP endpoints: parse the request, call the backend, wrap its answer. No rules live here."""
+"""HTTP endpoints: read the request, call the backend, wrap its answer. No rules live here.
+
+An operation's request goes: authenticate → validate against its schema → the operation's own
+check → resolve its images → moderate them → the backend accepts a job → 200 (sync) or 202.
+"""
 
 from __future__ import annotations
 
@@ -7,41 +11,29 @@ from typing import TYPE_CHECKING, Any
 from starlette.responses import Response
 
 from mock_server import openapi, samples
-from mock_server.backend import BriaBackend, Call
-from mock_server.bodies import parse_json
-from mock_server.contract import validate_request
-from mock_server.errors import BadRequest, ImageNotFound
-from mock_server.ids import new_request_id
+from mock_server.context import context_of
+from mock_server.contract import validate_request, with_defaults
+from mock_server.errors import BadRequest, ImageNotFound, ModerationFailed
 from mock_server.jobs import JobTimeline
-from mock_server.operations import (
-    REMOVE_BACKGROUND,
-    REPLACE_BACKGROUND,
-    plan_remove_background,
-    plan_replace_background,
-)
 from mock_server.responses import JSONResponse
-from mock_server.traffic import BODY_KEY, JOB_KEY, JSON_KEY
+from mock_server.triggers import UNSAFE_INPUT_MARKER
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from starlette.requests import Request
 
-_PLANNERS = {REMOVE_BACKGROUND: plan_remove_background, REPLACE_BACKGROUND: plan_replace_background}
+    from mock_server.backend import BriaBackend
+    from mock_server.inputs import InputImage
+    from mock_server.operations import Operation
+    from mock_server.routing import Endpoint
+
 _JSON_TYPES = ("application/json", "text/json")
-REQUEST_ID_KEY = "bria_mock.request_id"
 
 
 def backend_of(request: Request) -> BriaBackend:
     backend: BriaBackend = request.app.state.backend
     return backend
-
-
-def request_id_of(request: Request) -> str:
-    """The id of this request: the job's id, and the ``request_id`` of any error it gets."""
-    state = request.scope.setdefault("state", {})  # the dict behind request.state, read directly: cheaper
-    if REQUEST_ID_KEY not in state:
-        state[REQUEST_ID_KEY] = new_request_id()
-    rid: str = state[REQUEST_ID_KEY]
-    return rid
 
 
 def public_base(request: Request) -> str:
@@ -53,27 +45,54 @@ def public_base(request: Request) -> str:
     return f"{request.scope['scheme']}://{host}{request.scope.get('root_path', '')}".rstrip("/")
 
 
-async def remove_background(request: Request) -> Response:
-    return await _submit(request, REMOVE_BACKGROUND)
+def submit_endpoint(operation: Operation) -> Endpoint:
+    """The endpoint that serves one operation."""
+
+    async def submit(request: Request) -> Response:
+        return await _submit(request, operation)
+
+    submit.__name__ = operation.name
+    return submit
 
 
-async def replace_background(request: Request) -> Response:
-    return await _submit(request, REPLACE_BACKGROUND)
-
-
-async def _submit(request: Request, endpoint: str) -> Response:
+async def _submit(request: Request, operation: Operation) -> Response:
     backend = backend_of(request)
     token = backend.authenticate(request.headers.get("api_token"))
-    body = await read_json(request)
-    validate_request(f"{endpoint}.request", body)
-    call = Call(request_id=request_id_of(request), token=token, base_url=public_base(request))
-    planner = _PLANNERS[endpoint]
-    job_rule = request.scope.get("state", {}).get(JOB_KEY)
-    timeline = JobTimeline.from_action(job_rule) if job_rule else None
-    status_code, payload = await backend.submit(
-        call, endpoint, bool(body.get("sync")), lambda load: planner(body, load, backend.settings), timeline
+    body = _json_body(request)
+    validate_request(operation.request_schema, body)
+    options = with_defaults(operation.request_schema, body)
+    operation.check(options, backend.settings)
+    base_url = public_base(request)
+    resolver = backend.resolver(base_url)
+    inputs = await resolver.resolve(operation.images_in(options), operation.formats(backend.settings))
+    _moderate_inputs(options, inputs)
+    context = context_of(request)
+    timeline = JobTimeline.from_action(context.job_rule) if context.job_rule else None
+    sync = bool(options.get("sync"))
+    job = backend.accept(context.request_id, token, operation, options, inputs, base_url, sync=sync, timeline=timeline)
+    if sync:
+        return JSONResponse(await backend.answer_sync(job))
+    return JSONResponse(
+        {"request_id": job.request_id, "status_url": f"{base_url}/v2/status/{job.request_id}"}, status_code=202
     )
-    return JSONResponse(payload, status_code=status_code)
+
+
+def _json_body(request: Request) -> Any:
+    """The request's JSON body, as the traffic layer read (and size-checked) it; 400 when not JSON."""
+    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if content_type not in _JSON_TYPES and not content_type.endswith("+json"):
+        raise BadRequest(f"Content-Type: expected application/json, got {content_type or 'nothing'}")
+    return context_of(request).json()
+
+
+def _moderate_inputs(options: Mapping[str, Any], inputs: Mapping[str, InputImage]) -> None:
+    if not options.get("visual_input_content_moderation"):
+        return
+    for field, image in inputs.items():
+        if UNSAFE_INPUT_MARKER in image.markers:
+            raise ModerationFailed(
+                f"{field}: the input image failed content moderation (visual_input_content_moderation)"
+            )
 
 
 async def status(request: Request) -> Response:
@@ -109,15 +128,3 @@ async def uploaded_image(request: Request) -> Response:
 
 async def openapi_document(request: Request) -> Response:
     return JSONResponse(openapi.document())
-
-
-async def read_json(request: Request) -> Any:
-    """The request's JSON body, as the traffic layer read (and size-checked) it; 400 when not JSON."""
-    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-    if content_type not in _JSON_TYPES and not content_type.endswith("+json"):
-        raise BadRequest(f"Content-Type: expected application/json, got {content_type or 'nothing'}")
-    state = request.scope.get("state", {})
-    if JSON_KEY in state:
-        return state[JSON_KEY]
-    raw = state[BODY_KEY] if BODY_KEY in state else await request.body()
-    return parse_json(raw)

@@ -11,7 +11,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from mock_server.errors import error_object
+from mock_server.errors import BriaError, error_for_code
 
 MAX_ADVANCE_SECONDS = 10 * 365 * 24 * 3600.0
 
@@ -50,7 +50,7 @@ class Outcome:
 
     state: JobState
     result: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
+    error: BriaError | None = None  # for ERROR and UNKNOWN: what the status body's ``error`` says
     image: bytes | None = None
 
 
@@ -71,7 +71,7 @@ class JobTimeline:
         if state in (JobState.ERROR, JobState.UNKNOWN):
             code = action.get("code", 500)
             details = action.get("details", f"job {state.value.lower()} injected by a bria-mock rule")
-            ending = Outcome(state, error=error_object(code, details))
+            ending = Outcome(state, error=error_for_code(code, details))
         forever = state is JobState.IN_PROGRESS and not held
         return cls(polls=action.get("polls"), seconds=action.get("seconds"), forever=forever, ending=ending)
 

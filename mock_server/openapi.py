@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 document served at ``/openapi.json``, assembled from the schema files."""
+"""The OpenAPI 3.1 document served at ``/openapi.json``, assembled from the operation table and the schema files."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import functools
 from typing import Any
 
 from mock_server.contract import load_schema, schema_names
+from mock_server.operations import OPERATIONS, Operation
 
 # The documented codes, plus 405 (wrong method) and 413 (body over the limit) that the fake sends too.
 _API_ERRORS = ("400", "401", "403", "404", "405", "413", "415", "422", "429", "460", "5XX")
@@ -20,8 +21,7 @@ def document() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "Bria image editing (bria-mock)", "version": "2"},
         "paths": {
-            "/v2/image/edit/remove_background": _edit_operation("remove_background", "Remove the background"),
-            "/v2/image/edit/replace_background": _edit_operation("replace_background", "Replace the background"),
+            **{op.path: _operation(op) for op in OPERATIONS},
             "/v2/status/{request_id}": _status_path(),
         },
         "components": {
@@ -50,17 +50,17 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _edit_operation(endpoint: str, summary: str) -> dict[str, Any]:
+def _operation(op: Operation) -> dict[str, Any]:
     responses = {
-        "200": _json(_ref(f"{endpoint}.200"), "sync: true, the result"),
+        "200": _json(_ref(op.result_schema), "sync: true, the result"),
         "202": _json(_ref("accepted.202"), "sync: false (default), poll status_url"),
         **{code: _json(_ref("error"), "error envelope; code equals the HTTP status") for code in _API_ERRORS},
     }
     return {
-        "post": {
-            "operationId": endpoint,
-            "summary": summary,
-            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(f"{endpoint}.request")}}},
+        op.method.lower(): {
+            "operationId": op.name,
+            "summary": op.summary,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(op.request_schema)}}},
             "responses": responses,
         }
     }

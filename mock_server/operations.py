@@ -1,117 +1,191 @@
-"""What each endpoint does with a validated request: which images it reads, which checks it
-runs before accepting, and how its result image is rendered.
+"""The operation table: every API operation the fake serves, as data.
 
-Checks here run when the request arrives, in both sync and async mode, so every error
-they raise is an HTTP answer to the submit itself. Only output moderation (which needs
-the result) surfaces later: as a job in ERROR, or as the sync call's answer.
+Routes, the endpoint names that rules and the journal use, ``/openapi.json``, the verify
+report's sections and the contract suite's parametrisation are all read from ``OPERATIONS``.
+Adding an endpoint is one entry here, its schema files in ``schemas/`` and one image function.
+
+An operation differs from the others only in its data and in two functions:
+
+- ``check`` runs on the validated request (defaults filled in) before any image is read, and
+  may add fields the result needs (a drawn ``seed``) or raise a documented error;
+- ``produce`` turns the request and its checked input images into the result: PNG bytes and
+  the result's other fields. It runs in a worker thread, once per job, and is deterministic
+  for the same request (and seed).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import secrets
-from collections.abc import Callable, Mapping
-from functools import partial
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from mock_server.config import Settings
-from mock_server.contract import with_defaults
 from mock_server.errors import BadRequest, ModerationFailed
-from mock_server.inputs import InputImage
-from mock_server.triggers import UNSAFE_INPUT_MARKER, UNSAFE_OUTPUT_MARKER, prompt_is_unsafe
+from mock_server.triggers import prompt_is_unsafe
 
-REMOVE_BACKGROUND = "remove_background"
-REPLACE_BACKGROUND = "replace_background"
+if TYPE_CHECKING:
+    from mock_server.config import Settings
+    from mock_server.inputs import InputImage
 
+ALL_FORMATS = frozenset({"JPEG", "PNG", "WEBP"})
+EDIT_PREFIX = "/v2/image/edit/"
 
-class ImageLoader(Protocol):
-    """Reads one image field (base64 or URL) into a checked image, raising the documented errors."""
-
-    def __call__(self, value: str, field: str, *, endpoint: str) -> InputImage: ...
+Options = dict[str, Any]
+Inputs = Mapping[str, "InputImage"]  # field (``image``, ``ref_images[1]``) -> its checked image
 
 
 @dataclasses.dataclass(frozen=True)
-class Plan:
-    """An accepted request, ready to render: its result fields besides image_url, whether
-    the result will fail output moderation, and the bytes of the input images it holds."""
+class Output:
+    """What an operation made: the result image (PNG) and the result's fields besides ``image_url``."""
 
-    render: Callable[[], bytes]
-    result_fields: Mapping[str, Any]
-    output_unsafe: bool
-    input_bytes: int = 0
+    image: bytes
+    fields: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def plan_remove_background(body: Mapping[str, Any], load: ImageLoader, settings: Settings) -> Plan:
-    """Check and prepare a remove_background request."""
-    options = with_defaults("remove_background.request", body)
-    image = load(options["image"], "image", endpoint=REMOVE_BACKGROUND)
-    _moderate_inputs(options, {"image": image})
-    render = partial(_render_remove_background, image, preserve_alpha=options["preserve_alpha"])
-    return Plan(render, {}, _output_unsafe(options, image), input_bytes=len(image.data))
+@dataclasses.dataclass(frozen=True)
+class Operation:
+    """One API operation: how it is reached, checked, and what it makes."""
+
+    name: str  # the endpoint name rules, the journal and reports use
+    path: str
+    summary: str
+    check: Callable[[Options, Settings], None]
+    produce: Callable[[Mapping[str, Any], Inputs], Output]
+    image_fields: tuple[str, ...] = ("image",)  # fields whose values are images (a string or a list of them)
+    formats: Callable[[Settings], frozenset[str]] = lambda settings: ALL_FORMATS
+    billable: bool = True
+    method: str = "POST"
+
+    @property
+    def request_schema(self) -> str:
+        return f"{self.name}.request"
+
+    @property
+    def result_schema(self) -> str:
+        """The schema of the sync call's 200 answer."""
+        return f"{self.name}.200"
+
+    def images_in(self, options: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """The image values of a request as ``(field, value)``: a list field gives ``field[i]``."""
+        found: list[tuple[str, str]] = []
+        for field in self.image_fields:
+            value = options.get(field)
+            if isinstance(value, str):
+                found.append((field, value))
+            elif isinstance(value, list):
+                found.extend((f"{field}[{index}]", item) for index, item in enumerate(value))
+        return found
 
 
-def plan_replace_background(body: Mapping[str, Any], load: ImageLoader, settings: Settings) -> Plan:
-    """Check and prepare a replace_background request."""
-    options = with_defaults("replace_background.request", body)
-    ref_fields = _ref_images(options)
-    if len(ref_fields) > settings.max_ref_images:
+# --- remove_background ------------------------------------------------------------------------
+
+
+def _rmbg_formats(settings: Settings) -> frozenset[str]:
+    # The remove_background page says JPEG and PNG only; its field list says WEBP too (rmbg_accept_webp).
+    return ALL_FORMATS if settings.rmbg_accept_webp else ALL_FORMATS - {"WEBP"}
+
+
+def _no_check(options: Options, settings: Settings) -> None:
+    return None
+
+
+def _produce_remove_background(options: Mapping[str, Any], inputs: Inputs) -> Output:
+    from mock_server import imaging  # (imported when first used: a server starts without Pillow's work)
+
+    return Output(imaging.remove_background(inputs["image"].open(), preserve_alpha=options["preserve_alpha"]))
+
+
+# --- replace_background -----------------------------------------------------------------------
+
+
+def _check_replace_background(options: Options, settings: Settings) -> None:
+    refs = options.get("ref_images") or []
+    count = 1 if isinstance(refs, str) else len(refs)
+    if count > settings.max_ref_images:
         raise BadRequest(f"ref_images: at most {settings.max_ref_images} reference images (max_ref_images)")
     prompt = options.get("prompt") or None
     if prompt and options["prompt_content_moderation"] and prompt_is_unsafe(prompt):
         raise ModerationFailed("prompt: the prompt failed content moderation (prompt_content_moderation)")
-    image = load(options["image"], "image", endpoint=REPLACE_BACKGROUND)
-    refs = {field: load(value, field, endpoint=REPLACE_BACKGROUND) for field, value in ref_fields}
-    _moderate_inputs(options, {"image": image, **refs})
-    seed = options["seed"] if options.get("seed") is not None else secrets.randbelow(2**31)
-    render = partial(
-        _render_replace_background,
-        image,
+    if options.get("seed") is None:  # drawn now: the result reports the seed that replays it
+        options["seed"] = secrets.randbelow(2**31)
+
+
+def _produce_replace_background(options: Mapping[str, Any], inputs: Inputs) -> Output:
+    from mock_server import imaging
+
+    prompt = options.get("prompt") or None
+    image = imaging.replace_background(
+        inputs["image"].open(),
         prompt=prompt,
-        ref_images=list(refs.values()),
+        ref_images=[image.open() for field, image in inputs.items() if field.startswith("ref_images")],
         mode=options["mode"],
-        seed=seed,
+        seed=options["seed"],
         original_quality=options["original_quality"],
         force_background_detection=options["force_background_detection"],
         negative_prompt=options.get("negative_prompt"),
         enhance_ref_images=options["enhance_ref_images"],
     )
-    fields: dict[str, Any] = {"seed": seed}
+    fields: dict[str, Any] = {"seed": options["seed"]}
     if prompt:
-        from mock_server.imaging import refine_prompt
-
-        fields["refined_prompt"] = refine_prompt(prompt, options["mode"]) if options["refine_prompt"] else prompt
-    held = len(image.data) + sum(len(ref.data) for ref in refs.values())
-    return Plan(render, fields, _output_unsafe(options, image), input_bytes=held)
-
-
-def _render_remove_background(image: InputImage, *, preserve_alpha: bool) -> bytes:
-    from mock_server import imaging  # (imported when first used: a server starts without it)
-
-    return imaging.remove_background(image.open(), preserve_alpha=preserve_alpha)
+        fields["refined_prompt"] = (
+            imaging.refine_prompt(prompt, options["mode"]) if options["refine_prompt"] else prompt
+        )
+    return Output(image, fields)
 
 
-def _render_replace_background(image: InputImage, *, ref_images: list[InputImage], **options: Any) -> bytes:
-    from mock_server import imaging
+# --- the table ----------------------------------------------------------------------------------
 
-    return imaging.replace_background(image.open(), ref_images=[ref.open() for ref in ref_images], **options)
+OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        name="remove_background",
+        path=f"{EDIT_PREFIX}remove_background",
+        summary="Remove the background",
+        check=_no_check,
+        produce=_produce_remove_background,
+        formats=_rmbg_formats,
+    ),
+    Operation(
+        name="replace_background",
+        path=f"{EDIT_PREFIX}replace_background",
+        summary="Replace the background",
+        check=_check_replace_background,
+        produce=_produce_replace_background,
+        image_fields=("image", "ref_images"),
+    ),
+)
+
+# Endpoint names beside the operations: the status service, result-image downloads, anything else.
+STATUS = "status"
+RESULT = "result"
+SAMPLE = "sample"
+OTHER = "other"
 
 
-def _ref_images(options: Mapping[str, Any]) -> list[tuple[str, str]]:
-    refs = options.get("ref_images") or []
-    if isinstance(refs, str):
-        return [("ref_images", refs)]
-    return [(f"ref_images[{index}]", value) for index, value in enumerate(refs)]
+def operation(name: str) -> Operation:
+    """The operation called ``name`` (KeyError when there is none)."""
+    return _BY_NAME[name]
 
 
-def _moderate_inputs(options: Mapping[str, Any], images: Mapping[str, InputImage]) -> None:
-    if not options.get("visual_input_content_moderation"):
-        return
-    for field, image in images.items():
-        if UNSAFE_INPUT_MARKER in image.markers:
-            raise ModerationFailed(
-                f"{field}: the input image failed content moderation (visual_input_content_moderation)"
-            )
+def names() -> list[str]:
+    """The operations' endpoint names, in table order."""
+    return [op.name for op in OPERATIONS]
 
 
-def _output_unsafe(options: Mapping[str, Any], image: InputImage) -> bool:
-    return bool(options.get("visual_output_content_moderation")) and UNSAFE_OUTPUT_MARKER in image.markers
+def endpoint_names() -> list[str]:
+    """Every endpoint name a rule or a journal query may use: the operations, then the others."""
+    return [*names(), STATUS, RESULT, SAMPLE, OTHER]
+
+
+_BY_NAME: Mapping[str, Operation] = {op.name: op for op in OPERATIONS}
+
+
+@functools.cache
+def rate_limited() -> frozenset[str]:
+    """The endpoints a rate limit counts: every operation and the status service (as the real edge does)."""
+    return frozenset([*names(), STATUS])
+
+
+def image_summary_fields() -> Sequence[str]:
+    """Every request field that can hold an image (the journal shows their digests, not their bytes)."""
+    return sorted({field for op in OPERATIONS for field in op.image_fields})

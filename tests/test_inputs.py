@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import base64
 import io
 
+import anyio
 import pytest
 from PIL import Image
 
 from mock_server import Settings
-from mock_server.backend import INLINE_MAX_PIXELS, BriaBackend, Call
+from mock_server.backend import BriaBackend
 from mock_server.errors import UnsupportedMediaType
 from mock_server.fixtures.images import make_image
 from mock_server.inputs import CACHED_BYTES, TooLargeToDecodeHere, check_image
+from mock_server.resolver import INLINE_MAX_PIXELS
 
 FORMATS = frozenset({"JPEG", "PNG", "WEBP"})
-CALL = Call(request_id="0" * 32, token="t", base_url="http://127.0.0.1:1")
+BASE_URL = "http://127.0.0.1:1"
 
 
 def noise_png(width: int, height: int) -> bytes:
@@ -58,17 +61,31 @@ def test_a_broken_image_is_refused_every_time() -> None:
             check_image(data, "image", formats=FORMATS, max_pixels=10_000)
 
 
-def test_the_event_loop_loader_leaves_urls_and_large_decodes_to_a_thread() -> None:
-    backend = BriaBackend(Settings())
-    inline, threaded = backend.loader(CALL, inline=True), backend.loader(CALL)
+def test_the_resolver_reads_small_images_on_the_event_loop_and_leaves_urls_and_large_decodes_to_a_thread() -> None:
+    resolver = BriaBackend(Settings()).resolver(BASE_URL)
     small = make_image(format="PNG", size=(64, 64))
     side = int(INLINE_MAX_PIXELS**0.5) + 1
     large = make_image(format="PNG", size=(side, side))
-    url = "http://127.0.0.1:1/samples/subject.jpg"
+    url = f"{BASE_URL}/samples/subject.jpg"
 
-    assert inline(small.base64, "image", endpoint="remove_background").size == (64, 64)
+    assert resolver.read("image", small.base64, FORMATS, inline=True).size == (64, 64)
     for value in (large.base64, url):
         with pytest.raises(TooLargeToDecodeHere):
-            inline(value, "image", endpoint="remove_background")
-    assert threaded(large.base64, "image", endpoint="remove_background").size == (side, side)
-    assert threaded(url, "image", endpoint="remove_background").format == "JPEG"
+            resolver.read("image", value, FORMATS, inline=True)
+    assert resolver.read("image", large.base64, FORMATS).size == (side, side)
+    assert resolver.read("image", url, FORMATS).format == "JPEG"
+
+
+def test_resolving_keeps_the_fields_in_order_and_reports_the_first_bad_one_first() -> None:
+    resolver = BriaBackend(Settings()).resolver(BASE_URL)
+    side = int(INLINE_MAX_PIXELS**0.5) + 1
+    large = make_image(format="PNG", size=(side, side)).data[:-40]  # broken, and read in a thread
+    small = make_image(format="PNG", size=(8, 8)).data[:-30]  # broken, and read on the loop
+    values = [("image", base64.b64encode(large).decode()), ("ref_images[0]", base64.b64encode(small).decode())]
+
+    with pytest.raises(UnsupportedMediaType, match=r"^image: "):
+        anyio.run(resolver.resolve, values, FORMATS)
+    good = make_image(format="PNG", size=(8, 8)).base64
+    values = [("image", f"{BASE_URL}/samples/subject.jpg"), ("ref_images[0]", good)]
+    resolved = anyio.run(resolver.resolve, values, FORMATS)
+    assert list(resolved) == ["image", "ref_images[0]"]
