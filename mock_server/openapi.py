@@ -60,10 +60,15 @@ def _operation(op: Operation) -> dict[str, Any]:
         op.method.lower(): {
             "operationId": op.name,
             "summary": op.summary,
-            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(op.request_schema)}}},
+            "requestBody": {"required": True, "content": {"application/json": _request_content(op)}},
             "responses": responses,
         }
     }
+
+
+def _request_content(op: Operation) -> dict[str, Any]:
+    example = op.example_request("https://engine.example/samples/subject.jpg")
+    return {"schema": _ref(op.request_schema), "example": example}
 
 
 def _status_path() -> dict[str, Any]:

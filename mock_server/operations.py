@@ -52,6 +52,8 @@ class Operation:
     summary: str
     check: Callable[[Options, Settings], None]
     produce: Callable[[Mapping[str, Any], Inputs], Output]
+    # A valid request besides its images (each image field gets a sample URL): for /openapi.json and tests.
+    example: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     image_fields: tuple[str, ...] = ("image",)  # fields whose values are images (a string or a list of them)
     formats: Callable[[Settings], frozenset[str]] = lambda settings: ALL_FORMATS
     billable: bool = True
@@ -65,6 +67,10 @@ class Operation:
     def result_schema(self) -> str:
         """The schema of the sync call's 200 answer."""
         return f"{self.name}.200"
+
+    def example_request(self, image: str) -> dict[str, Any]:
+        """A valid request for this operation with ``image`` as its (only) image."""
+        return {"image": image, **self.example}
 
     def images_in(self, options: Mapping[str, Any]) -> list[tuple[str, str]]:
         """The image values of a request as ``(field, value)``: a list field gives ``field[i]``."""
@@ -151,6 +157,7 @@ OPERATIONS: tuple[Operation, ...] = (
         summary="Replace the background",
         check=_check_replace_background,
         produce=_produce_replace_background,
+        example={"prompt": "a sunny beach"},
         image_fields=("image", "ref_images"),
     ),
 )

@@ -9,6 +9,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from mock_server.fixtures.images import make_image
 from mock_server.fixtures.plugin import BriaMock
 
 RMBG = "/v2/image/edit/remove_background"
@@ -236,8 +237,8 @@ def test_webp_on_remove_background_follows_the_setting(make_server, client_for) 
 
 
 def test_a_decompression_bomb_is_415_without_decoding(api: httpx.Client) -> None:
-    # A PNG declaring 50,000 x 50,000 pixels in a few kilobytes.
-    bomb = encoded(Image.new("1", (50_000, 50_000)), "PNG")
+    # A PNG that declares 50,000 x 50,000 pixels in a few bytes.
+    bomb = make_image(broken="huge_dimensions").base64
 
     status, details = error_of(api.post(RMBG, json={"image": bomb}))
 

@@ -148,7 +148,8 @@ def test_base64_input_through_the_sdk(bria_env: BriaMock) -> None:
 
 
 def test_the_sdk_rides_out_429s_on_the_status_service(bria_env: BriaMock) -> None:
-    limited = {"type": "error", "status": 429, "headers": {"Retry-After": "0"}}
+    # Retry-After: 1, honoured as it is (a "0" would fall back to the SDK's own backoff of seconds).
+    limited = {"type": "error", "status": 429, "headers": {"Retry-After": "1"}}
     bria_env.backend.add_rules({"endpoint": "status", "action": limited, "times": 2})
     with BriaSyncClient() as client:
         submitted = client.submit(endpoint=RMBG, payload=PAYLOADS[RMBG](bria_env), raise_for_status=True)

@@ -1,0 +1,76 @@
+"""The operation table is the one list of operations: every entry is served, documented in
+/openapi.json, accepted by rules and the journal, and answers as its schemas say."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from mock_server import operations
+from mock_server.app import routes
+from mock_server.contract import load_schema, response_errors
+from mock_server.fixtures.images import make_image
+from mock_server.fixtures.plugin import BriaMock
+from mock_server.openapi import document
+
+OPERATIONS = operations.OPERATIONS
+IDS = [op.name for op in OPERATIONS]
+
+
+def image() -> str:
+    return make_image("PNG", "RGB", (24, 16)).base64
+
+
+@pytest.mark.parametrize("op", OPERATIONS, ids=IDS)
+def test_every_operation_is_served_sync_and_async_as_its_schemas_say(
+    op: operations.Operation, bria_client: httpx.Client
+) -> None:
+    sync = bria_client.post(op.path, json={**op.example_request(image()), "sync": True})
+    accepted = bria_client.post(op.path, json=op.example_request(image()))
+
+    assert sync.status_code == 200, sync.text
+    assert response_errors(op.result_schema, sync.json()) == []
+    assert accepted.status_code == 202, accepted.text
+    assert response_errors("accepted.202", accepted.json()) == []
+
+
+@pytest.mark.parametrize("op", OPERATIONS, ids=IDS)
+def test_every_operation_is_documented_in_openapi_with_its_schemas(op: operations.Operation) -> None:
+    documented = document()["paths"][op.path][op.method.lower()]
+
+    assert documented["operationId"] == op.name
+    request = documented["requestBody"]["content"]["application/json"]
+    assert request["schema"]["$ref"].endswith(f"/{document_title(op.request_schema)}")
+    assert response_errors(op.request_schema, request["example"]) == []
+    assert {"200", "202", "400", "401", "415", "422", "429", "460", "5XX"} <= set(documented["responses"])
+
+
+def document_title(schema: str) -> str:
+    return str(load_schema(schema)["title"])
+
+
+@pytest.mark.parametrize("op", OPERATIONS, ids=IDS)
+def test_every_operation_is_a_rule_endpoint_and_a_journal_endpoint(
+    op: operations.Operation, bria_client: httpx.Client, bria_inprocess: BriaMock
+) -> None:
+    added = bria_client.post("/bria-mock/rules", json={"endpoint": op.name, "action": {"type": "error", "status": 503}})
+
+    answer = bria_client.post(op.path, json=op.example_request(image()))
+
+    assert added.status_code == 201, added.text
+    assert answer.status_code == 503
+    assert [entry.endpoint for entry in bria_inprocess.calls(path=op.path)] == [op.name]
+
+
+def test_the_routes_are_the_table_plus_the_status_service_results_samples_and_controls() -> None:
+    api = [(route.method, route.path) for route in routes() if route.path.startswith("/v2/")]
+
+    assert api == [*((op.method, op.path) for op in OPERATIONS), ("GET", "/v2/status/{request_id}")]
+    assert set(document()["paths"]) == {path for _, path in api}
+
+
+def test_endpoint_names_are_unique_and_every_operation_is_rate_limited() -> None:
+    names = operations.endpoint_names()
+
+    assert len(names) == len(set(names))
+    assert operations.rate_limited() == {*IDS, operations.STATUS}
