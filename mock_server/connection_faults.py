@@ -15,22 +15,20 @@ from typing import Any
 
 from starlette.types import Receive, Send
 
+from mock_server.errors import ServerError
+
 DEFAULT_STALL_SECONDS = 300.0
 
 
-class NoSocket(RuntimeError):
-    """A connection fault was asked for where there is no socket (an in-process client)."""
-
-
-def has_socket(send: Send) -> bool:
-    """Whether ``send`` writes to a real connection (uvicorn) rather than an in-process client."""
-    return getattr(getattr(send, "__self__", None), "transport", None) is not None
+class NoSocket(ServerError):
+    """A connection fault was asked for where there is no socket (an in-process client): answered
+    as a 500 saying so, not a crash of the fake."""
 
 
 def transport_of(send: Send) -> asyncio.Transport:
     transport = getattr(getattr(send, "__self__", None), "transport", None)
     if transport is None:
-        raise NoSocket("connection faults need the fake served over a real socket (uvicorn)")
+        raise NoSocket("bria-mock: connection faults need the fake served over a real socket (uvicorn)")
     return transport  # type: ignore[no-any-return]
 
 

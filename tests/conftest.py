@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from mock_server import samples
+from mock_server import operations, samples
 from mock_server.config import Settings
 from mock_server.contract import response_errors, response_schema
 from mock_server.fixtures.plugin import BriaMock
@@ -27,12 +27,14 @@ def bria_mock_settings() -> Settings:
     return Settings()
 
 
+OPERATION_PATHS = {op.path: op.name for op in operations.OPERATIONS}
+
+
 def operation_of(path: str) -> str | None:
-    if path.startswith("/v2/image/edit/"):
-        return path.rsplit("/", 1)[-1]
+    """The operation (or ``status``) whose response schemas an answer on ``path`` must conform to."""
     if path.startswith("/v2/status/"):
-        return "status"
-    return None
+        return operations.STATUS
+    return OPERATION_PATHS.get(path)
 
 
 def check_conforms(response: httpx.Response) -> None:
