@@ -10,11 +10,12 @@ from __future__ import annotations
 import hmac
 import ipaddress
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from starlette.responses import Response
 
 from mock_server.bodies import check_declared_length, parse_json, read_limited
-from mock_server.errors import BadRequest, Forbidden, ImageNotFound, Unauthorized
+from mock_server.errors import BadRequest, Forbidden, ImageNotFound, Unauthorized, UnsupportedMediaType
 from mock_server.ids import namespace_id
 from mock_server.ratelimit import per_minute
 from mock_server.responses import JSONResponse
@@ -24,16 +25,25 @@ if TYPE_CHECKING:
     from starlette.requests import Request
 
     from mock_server.backend import BriaBackend
+    from mock_server.rules import Rule
 
 PREFIX = "/bria-mock"
 ADMIN_TOKEN_HEADER = "x-bria-mock-admin-token"
+JSON_TYPES = frozenset({"application/json"})
+IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff"})
+# Names of this machine the controls answer under without an admin token (besides loopback
+# addresses, the configured host and public URL); "testserver" is the in-process clients' host.
+_LOCAL_NAMES = frozenset({"localhost", "testserver"})
 
 
-def _backend(request: Request) -> BriaBackend:
+def _backend(request: Request, *, body_types: frozenset[str] = JSON_TYPES) -> BriaBackend:
     """The backend, once the caller may use the controls.
 
     With an admin token set, the caller must send it. Without one, only callers on this
-    machine (loopback) may: a fake listening on a network address is not open to it.
+    machine (loopback) may, and only under a name of this machine (a web page that rebinds
+    its own name to 127.0.0.1 is refused). A write (POST) must carry one of ``body_types`` and
+    no foreign ``Origin``: a web page in the user's browser cannot send either without the
+    browser asking first, which the fake never allows.
     """
     backend: BriaBackend = request.app.state.backend
     expected = backend.settings.admin_token
@@ -43,6 +53,10 @@ def _backend(request: Request) -> BriaBackend:
             raise Unauthorized(f"{ADMIN_TOKEN_HEADER}: the admin token is missing or wrong")
     elif not _from_loopback(request):
         raise Forbidden("the controls answer only loopback callers unless the fake has an admin token (--admin-token)")
+    elif not _local_name(request, backend):
+        raise Forbidden(f"Host: the controls answer only under this machine's names, not {request.url.hostname}")
+    if request.method == "POST":
+        _check_write(request, body_types)
     return backend
 
 
@@ -52,6 +66,29 @@ def _from_loopback(request: Request) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _local_name(request: Request, backend: BriaBackend) -> bool:
+    host = (request.url.hostname or "").lower()
+    if host in _LOCAL_NAMES or host in {backend.settings.host, urlsplit(backend.settings.public_url).hostname}:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_write(request: Request, body_types: frozenset[str]) -> None:
+    origin = request.headers.get("origin")
+    if origin is not None and urlsplit(origin).netloc.lower() != request.headers.get("host", "").lower():
+        raise Forbidden(f"Origin: the controls refuse writes from another site ({origin})")
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in body_types:
+        wanted = " or ".join(sorted(body_types))
+        raise UnsupportedMediaType(
+            f"Content-Type: the controls take {wanted}, got {content_type or 'nothing'} "
+            "(a guard against cross-site requests: add -H 'Content-Type: application/json')"
+        )
 
 
 def _namespace(request: Request) -> str | None:
@@ -70,8 +107,8 @@ async def _json_body(request: Request) -> Any:
 
 
 async def health(request: Request) -> Response:
-    backend: BriaBackend = request.app.state.backend
-    return JSONResponse({"status": "ok", "jobs": len(backend.jobs)})
+    """Readiness, and nothing else: it answers anyone."""
+    return JSONResponse({"status": "ok"})
 
 
 async def reset(request: Request) -> Response:
@@ -81,7 +118,7 @@ async def reset(request: Request) -> Response:
 
 async def list_rules(request: Request) -> Response:
     rules = _backend(request).rules.list(_namespace(request))
-    return JSONResponse({"rules": [rule.to_json() for rule in rules]})
+    return JSONResponse({"rules": [rule_view(rule) for rule in rules]})
 
 
 async def add_rules(request: Request) -> Response:
@@ -91,7 +128,7 @@ async def add_rules(request: Request) -> Response:
     if namespace is not None:  # a namespaced caller's rules match only its own requests
         specs = [{**spec, "token": namespace} if isinstance(spec, dict) else spec for spec in _as_list(specs)]
     added = backend.add_rules(specs)
-    return JSONResponse({"rules": [rule.to_json() for rule in added]}, status_code=201)
+    return JSONResponse({"rules": [rule_view(rule) for rule in added]}, status_code=201)
 
 
 async def delete_rule(request: Request) -> Response:
@@ -148,7 +185,7 @@ async def state(request: Request) -> Response:
     return JSONResponse(
         {
             "jobs": backend.jobs.count(namespace_id(namespace) if namespace else None),
-            "rules": [rule.to_json() for rule in backend.rules.list(namespace)],
+            "rules": [rule_view(rule) for rule in backend.rules.list(namespace)],
             "journal": len(backend.journal.entries(token=namespace)) if namespace else len(backend.journal),
             "rate_limit": {"per_minute": backend.limiter.limit, "buckets": backend.limiter.state(namespace)},
             "clock": backend.clock.now(),
@@ -159,12 +196,21 @@ async def state(request: Request) -> Response:
 
 async def upload(request: Request) -> Response:
     """Keep the raw body as an input image; answers its URL on the fake."""
-    backend = _backend(request)
+    backend = _backend(request, body_types=IMAGE_TYPES)
     data = await _body(request)
     if not data:
         raise BadRequest("body: the image bytes are missing")
-    path = backend.upload(data, request.headers.get("content-type", "application/octet-stream"))
+    path = backend.upload(data, request.headers["content-type"].split(";")[0].strip().lower())
     return JSONResponse({"url": f"{str(request.base_url).rstrip('/')}{path}"}, status_code=201)
+
+
+def rule_view(rule: Rule) -> dict[str, Any]:
+    """A rule as the controls show it: a rule bound to a token shows that token's namespace id, never the token."""
+    view = rule.to_json()
+    token = view.pop("token", None)
+    if token is not None:
+        view["namespace"] = namespace_id(token)
+    return view
 
 
 def _as_list(value: Any) -> list[Any]:

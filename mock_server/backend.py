@@ -8,7 +8,6 @@ rate-limit buckets, the clock, uploads and the crash log.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -25,11 +24,11 @@ from mock_server.ratelimit import RateLimiter, per_minute
 from mock_server.resolver import RESULTS_PATH, UPLOADS_PATH, InputResolver, sample_file
 from mock_server.rules import Rule, RuleBook, load_rules_file, parse_rule
 from mock_server.triggers import JOB_FAILURE_TOKENS, UNSAFE_OUTPUT_MARKER, is_trigger_token, token_error
+from mock_server.uploads import Uploads
 
 if TYPE_CHECKING:
     from mock_server.operations import Inputs, Operation, Output
 
-MAX_UPLOADS = 1000
 # How long a due status poll waits for processing still under way before answering IN_PROGRESS.
 PROCESSING_TIMEOUT_SECONDS = 60.0
 
@@ -52,7 +51,7 @@ class BriaBackend:
         self.limiter = RateLimiter(self.clock.now, per_minute(settings.rate_limit))
         self._tasks: set[asyncio.Task[None]] = set()
         self.crashes = CrashLog()
-        self.uploads: dict[str, tuple[bytes, str]] = {}
+        self.uploads = Uploads()
         self._initial_rules = load_rules_file(settings.rules_file, self.clock.now()) if settings.rules_file else []
         self.rules.add(self._initial_rules)
 
@@ -213,11 +212,7 @@ class BriaBackend:
 
     def upload(self, data: bytes, content_type: str) -> str:
         """Keep an input image on the fake (until reset) and return its path, ``/uploads/<digest>``."""
-        name = hashlib.sha256(data).hexdigest()[:32]
-        self.uploads[name] = (data, content_type)
-        while len(self.uploads) > MAX_UPLOADS:  # the oldest go first
-            del self.uploads[next(iter(self.uploads))]
-        return f"{UPLOADS_PATH}{name}"
+        return f"{UPLOADS_PATH}{self.uploads.add(data, content_type)}"
 
     def uploaded(self, name: str) -> tuple[bytes, str] | None:
         return self.uploads.get(name)

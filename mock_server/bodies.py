@@ -98,3 +98,23 @@ def _has_lone_surrogate(value: Any) -> bool:
     if isinstance(value, list):
         return any(_has_lone_surrogate(item) for item in value)
     return False
+
+
+MAX_JSON_VALUES = 10_000
+
+
+def check_value_count(value: Any, limit: int = MAX_JSON_VALUES) -> None:
+    """400 when a parsed body holds more than ``limit`` values (members and items, at any depth).
+
+    A Bria request has a few dozen; a body of a million keys would otherwise keep validation,
+    defaults and the journal busy on the event loop while every other client waits.
+    """
+    pending = [value]
+    seen = 0
+    while pending:
+        current = pending.pop()
+        children = current.values() if isinstance(current, dict) else current if isinstance(current, list) else ()
+        seen += len(children)
+        if seen > limit:
+            raise BadRequest(f"body: more than {limit} JSON values (members and items); a Bria request has a few dozen")
+        pending.extend(child for child in children if isinstance(child, dict | list))

@@ -123,7 +123,8 @@ async def uploaded_image(request: Request) -> Response:
     upload = backend_of(request).uploaded(request.path_params["name"])
     if upload is None:
         raise ImageNotFound(f"no upload {request.path_params['name']}")
-    return Response(upload[0], media_type=upload[1])
+    # nosniff: a browser shows the bytes as the (image) type they were uploaded with, never as a page.
+    return Response(upload[0], media_type=upload[1], headers={"X-Content-Type-Options": "nosniff"})
 
 
 async def openapi_document(request: Request) -> Response:

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import hmac
 import os
+
+# The key of namespace ids: drawn per process, so that an id shown in the journal or the state
+# cannot be matched against guessed tokens offline, and colliding ids cannot be searched for.
+_NAMESPACE_KEY = os.urandom(32)
 
 
 def new_request_id() -> str:
@@ -14,5 +19,17 @@ def new_request_id() -> str:
 
 @functools.lru_cache(maxsize=1024)  # tokens are few; hashing one per request is not needed
 def namespace_id(token: str | None) -> str | None:
-    """A stable, non-reversible name for a token's namespace: what the journal and state show instead of it."""
-    return None if token is None else "tok-" + hashlib.sha256(token.encode()).hexdigest()[:10]
+    """A token's namespace as the fake shows it: ``tok-`` and 128 bits of a keyed hash of the token.
+
+    Two tokens share a namespace (jobs, rules, journal entries) only if they are equal: finding two
+    that collide would take about 2**64 tries even knowing the key.
+    """
+    if token is None:
+        return None
+    digest = hmac.new(_NAMESPACE_KEY, token.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+    return "tok-" + digest[:32]
+
+
+def masked(token: str) -> str:
+    """A token as the controls show it: enough to tell yours apart, never enough to use it."""
+    return f"{token[:4]}…" if len(token) > 12 else "…"

@@ -1,6 +1,9 @@
 """The request journal: every exchange recorded, tokens redacted, image payloads as digests.
 
-Bounded by a count and an estimate of bytes; past either bound the oldest entries go first.
+Bounded by a count and by the bytes it holds; past either bound the oldest entries go first.
+An entry keeps a small body as its raw bytes (summarised when first read) and a larger one as
+its summary, counted by its serialised size; a summary over ``MAX_KEPT_BODY_BYTES``, and the body
+of a request refused before it was authenticated, are kept as their digest and size only.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 
 from mock_server.ids import namespace_id
 
+MAX_KEPT_BODY_BYTES = 16 * 1024
 _REDACTED = b"<redacted>"
 _UNREAD = object()
 _SECRET_HEADERS = frozenset({b"api_token", b"authorization", b"x-bria-mock-admin-token"})
@@ -93,7 +97,8 @@ class Journal:
         """Add an exchange (the fields of :class:`Entry` but ``id`` and ``size``); evict past the bounds."""
         if self.max_entries == 0:
             return None
-        size = _estimate(fields["request_header_pairs"], fields["request_body"], fields["response_header_pairs"])
+        size = ENTRY_OVERHEAD + fields.pop("body_bytes") + _header_bytes(fields["request_header_pairs"])
+        size += _header_bytes(fields["response_header_pairs"])
         with self._lock:
             entry = Entry(id=next(self._ids), size=size, **fields)
             self._entries.append(entry)
@@ -120,6 +125,11 @@ class Journal:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def bytes_held(self) -> int:
+        """The bytes the kept entries are counted at (their bodies as kept, and their headers)."""
+        return self._bytes
 
 
 def matches(entry: Entry, criteria: Mapping[str, Any]) -> bool:
@@ -183,26 +193,32 @@ def _sniff(payload: str) -> str | None:
     return next((name for prefix, name in _MAGIC_BASE64 if payload.startswith(prefix)), None)
 
 
-Pairs = list[tuple[bytes, bytes]]
+ENTRY_OVERHEAD = 200  # the entry's own fields, roughly
 
 
-def _estimate(request_headers: Pairs, body: Any, response_headers: Pairs) -> int:
-    """A cheap size estimate (no serialisation on the request path): headers, and the body's
-    strings and one level of containers; 200 bytes for the rest."""
-    headers = sum(len(name) + len(value) for name, value in request_headers)
-    headers += sum(len(name) + len(value) for name, value in response_headers)
-    return 200 + headers + _size(body)
+def kept_body(raw: bytes, parsed: Any) -> tuple[Any, int]:
+    """What the journal keeps of a body too large to keep raw, and how many bytes that is."""
+    summary = summarise_body(parsed)
+    size = _serialised_size(summary)
+    if size > MAX_KEPT_BODY_BYTES:
+        summary = digest_of(raw)
+        size = _serialised_size(summary)
+    return summary, size
 
 
-def _size(value: Any) -> int:
-    if isinstance(value, str | bytes):
-        return len(value)
-    if isinstance(value, dict):
-        return sum(len(str(key)) + _flat_size(item) for key, item in value.items())
-    if isinstance(value, list):
-        return sum(_flat_size(item) for item in value)
-    return 8
+def digest_of(raw: bytes) -> dict[str, Any]:
+    """A body as its digest and size only (too large to keep, or refused before authentication)."""
+    return {"sha256": hashlib.sha256(raw).hexdigest(), "size": len(raw), "kept": False}
 
 
-def _flat_size(value: Any) -> int:
-    return len(value) if isinstance(value, str) else 120 if isinstance(value, dict | list) else 8
+def _serialised_size(value: Any) -> int:
+    import orjson  # (the plugin imports this module: its start-up stays light)
+
+    try:
+        return len(orjson.dumps(value))
+    except (TypeError, orjson.JSONEncodeError):  # e.g. an integer past 64 bits
+        return len(repr(value))
+
+
+def _header_bytes(pairs: Iterable[tuple[bytes, bytes]]) -> int:
+    return sum(len(name) + len(value) for name, value in pairs)

@@ -20,11 +20,17 @@ from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect, Request
 
 from mock_server import connection_faults, operations
-from mock_server.bodies import check_declared_length, check_read_length, parse_json_or_error, read_limited
+from mock_server.bodies import (
+    check_declared_length,
+    check_read_length,
+    check_value_count,
+    parse_json_or_error,
+    read_limited,
+)
 from mock_server.context import RequestContext, context_of
 from mock_server.errors import BadRequest, BriaError, TooManyRequests, error_answer, error_for_code
 from mock_server.ids import namespace_id
-from mock_server.journal import redact_headers, summarise_body
+from mock_server.journal import ENTRY_OVERHEAD, digest_of, kept_body, redact_headers
 from mock_server.rules import Decision, Traffic, rules_from_headers
 
 if TYPE_CHECKING:
@@ -41,6 +47,8 @@ LARGE_BODY_BYTES = 256 * 1024  # parsed and summarised off the event loop: other
 # bytes, summarised (image payloads replaced by digests) only when the journal is read.
 SMALL_BODY_BYTES = 4 * 1024
 NO_DECISION = Decision()  # no rule fired (never changed: a decision is built anew when one does)
+# Answers given before the request was authenticated and read: its body is journaled as a digest.
+REFUSED_UNREAD = frozenset({401, 413, 429})
 _RULE_HEADERS = frozenset({b"x-bria-mock-rule", b"prefer"})  # ASGI header names are lower-case
 
 
@@ -56,7 +64,8 @@ class Exchange:
         self.headers = Headers(scope=scope)
         self.token = self.headers.get("api_token") or None
         self.started = time.perf_counter()
-        self.summary: Any = None  # the body as the journal shows it, or (a small body) its raw bytes
+        self.summary: Any = None  # the body as the journal keeps it, or (a small body) its raw bytes
+        self.summary_bytes = 0
         self.decision = NO_DECISION
         self.status: int | None = None
         self.response_headers: list[tuple[bytes, bytes]] = []
@@ -67,6 +76,8 @@ class Exchange:
         """Apply the policy, answer, and journal the exchange."""
         try:
             response = await self._answer(receive, send)
+        except ClientDisconnect:  # the client left before its request was whole: nothing runs, nobody to answer
+            response = None
         except Exception as exc:
             response = self._error(exc)
         if response is not None:
@@ -113,13 +124,13 @@ class Exchange:
         check_read_length(len(raw), limit)
         self.context.raw = raw
         if len(raw) > LARGE_BODY_BYTES:
-            parsed, self.summary = await run_in_threadpool(_parse_and_summarise, raw)
+            parsed, self.summary, self.summary_bytes = await run_in_threadpool(_parse_and_summarise, raw)
             self.context.parsed(parsed)
         elif len(raw) > SMALL_BODY_BYTES:
-            parsed, self.summary = _parse_and_summarise(raw)
+            parsed, self.summary, self.summary_bytes = _parse_and_summarise(raw)
             self.context.parsed(parsed)
         else:  # small: parsed when a rule or the handler needs it; the journal keeps the bytes
-            self.summary = raw
+            self.summary, self.summary_bytes = raw, len(raw)
 
     def _rate_limit(self) -> None:
         if self.token is None or self.endpoint not in operations.rate_limited():
@@ -166,10 +177,13 @@ class Exchange:
             await response(self.scope, receive, send)
 
     def record(self) -> None:
-        """Journal the exchange, once."""
+        """Journal the exchange, once (``status`` None: no answer went out)."""
         if self.recorded:
             return
         self.recorded = True
+        if self.status in REFUSED_UNREAD and len(self.context.raw) > SMALL_BODY_BYTES:
+            self.summary = digest_of(self.context.raw)  # refused before authentication: no need to keep it
+            self.summary_bytes = ENTRY_OVERHEAD
         self.backend.journal.record(
             at=self.backend.clock.now(),
             method=self.scope["method"],
@@ -178,6 +192,7 @@ class Exchange:
             token_id=namespace_id(self.token),
             request_header_pairs=redact_headers(self.scope["headers"]),
             request_body=self.summary,
+            body_bytes=self.summary_bytes,
             status=self.status,
             response_header_pairs=redact_headers(self.response_headers),
             response_bytes=self.response_bytes,
@@ -220,10 +235,19 @@ async def _dribble(send: Send, body: bytes, slow: dict[str, Any]) -> None:
         await send({"type": "http.response.body", "body": body[offset : offset + size], "more_body": not last})
 
 
-def _parse_and_summarise(raw: bytes) -> tuple[Any, Any]:
-    """The body's JSON (or the BadRequest saying why it is not) and its journal summary."""
+def _parse_and_summarise(raw: bytes) -> tuple[Any, Any, int]:
+    """The body's JSON (or the BadRequest saying why it is not), what the journal keeps of it, and
+    that summary's size in bytes."""
     parsed = parse_json_or_error(raw)
-    return parsed, summarise_body(None if isinstance(parsed, BadRequest) else parsed)
+    if not isinstance(parsed, BadRequest):
+        try:
+            check_value_count(parsed)
+        except BadRequest as exc:
+            parsed = exc
+    if isinstance(parsed, BadRequest):  # not a body the fake takes: kept as what it was, not what it says
+        return parsed, digest_of(raw), ENTRY_OVERHEAD
+    summary, size = kept_body(raw, parsed)
+    return parsed, summary, size
 
 
 async def _chunks(receive: Receive, first: bytes) -> AsyncIterator[bytes]:

@@ -40,7 +40,7 @@ def test_admin_api_add_list_delete_and_reset(api: httpx.Client, bria_mock: BriaM
     assert admin.delete("/bria-mock/rules/flaky").status_code == 404
 
     admin.post("/bria-mock/rules", json=FAIL_TWICE)
-    admin.post("/bria-mock/reset")
+    assert admin.post("/bria-mock/reset", json={}).status_code == 200
     assert admin.get("/bria-mock/rules").json()["rules"] == []
 
 
@@ -131,7 +131,7 @@ def test_namespaces_keep_tokens_apart(bria_mock: BriaMock, client_for) -> None: 
     assert codes(alice, bria_mock, 1) == [503]
     assert codes(bob, bria_mock, 1) == [202]
     assert alice.get(f"/v2/status/{bobs_job}").status_code == 404  # not alice's job
-    alice.post("/bria-mock/reset")
+    assert alice.post("/bria-mock/reset", json={}).status_code == 200
     assert bob.get(f"/v2/status/{bobs_job}").status_code == 200  # alice's reset left bob alone
     assert codes(alice, bria_mock, 1) == [202]
 
