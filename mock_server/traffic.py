@@ -23,8 +23,9 @@ from mock_server import connection_faults, operations
 from mock_server.bodies import (
     check_declared_length,
     check_read_length,
+    check_separator_count,
     check_value_count,
-    parse_json_or_error,
+    parse_json,
     read_limited,
 )
 from mock_server.context import RequestContext, context_of
@@ -238,12 +239,12 @@ async def _dribble(send: Send, body: bytes, slow: dict[str, Any]) -> None:
 def _parse_and_summarise(raw: bytes) -> tuple[Any, Any, int]:
     """The body's JSON (or the BadRequest saying why it is not), what the journal keeps of it, and
     that summary's size in bytes."""
-    parsed = parse_json_or_error(raw)
-    if not isinstance(parsed, BadRequest):
-        try:
-            check_value_count(parsed)
-        except BadRequest as exc:
-            parsed = exc
+    try:
+        check_separator_count(raw)
+        parsed = parse_json(raw)
+        check_value_count(parsed)
+    except BadRequest as exc:
+        parsed = exc
     if isinstance(parsed, BadRequest):  # not a body the fake takes: kept as what it was, not what it says
         return parsed, digest_of(raw), ENTRY_OVERHEAD
     summary, size = kept_body(raw, parsed)

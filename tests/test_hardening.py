@@ -140,6 +140,15 @@ def test_a_body_with_too_many_values_is_400_before_validation(bria_client: httpx
     assert "more than 10000 JSON values" in answer.json()["error"]["details"]
 
 
+def test_a_body_of_many_keys_is_refused_by_its_commas(bria_client: httpx.Client) -> None:
+    body = json.dumps({f"k{index}": index for index in range(700_000)}).encode()  # 12 MB: a second to parse
+
+    answer = bria_client.post(RMBG, content=body)
+
+    assert answer.status_code == 400
+    assert "more than 10000 JSON values" in answer.json()["error"]["details"]
+
+
 def test_the_body_of_a_request_refused_before_authentication_is_not_kept(
     bria_client: httpx.Client, bria_app: Starlette
 ) -> None:
