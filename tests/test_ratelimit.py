@@ -81,3 +81,24 @@ def test_a_namespaced_reset_keeps_the_shared_limit(make_server, client_for) -> N
     httpx.post(f"{server.base_url}/bria-mock/reset", headers={"api_token": "worker-1"})
 
     assert httpx.get(f"{server.base_url}/bria-mock/state").json()["rate_limit"]["per_minute"] == 5
+
+
+def test_a_rate_limit_set_in_one_test_does_not_leak_into_the_next(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import httpx
+
+        def status_codes(bria_mock, n):
+            url = bria_mock.url("/v2/status/x")
+            return [httpx.get(url, headers={"api_token": "t"}).status_code for _ in range(n)]
+
+        def test_sets_a_limit(bria_mock):
+            bria_mock.set_rate_limit(2)
+            assert status_codes(bria_mock, 3) == [404, 404, 429]
+
+        def test_runs_after_it(bria_mock):
+            assert status_codes(bria_mock, 3) == [404, 404, 404]
+        """
+    )
+
+    pytester.runpytest("-p", "no:xdist", "-p", "no:randomly").assert_outcomes(passed=2)
