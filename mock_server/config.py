@@ -42,6 +42,7 @@ class Setting:
 
     @property
     def env_name(self) -> str:
+        """The environment variable: ``BRIA_MOCK_<NAME>``."""
         return ENV_PREFIX + self.name.upper()
 
     @property
@@ -49,13 +50,12 @@ class Setting:
         """A list setting: its flag may be given several times; its variable is comma-separated."""
         return self.kind.startswith("tuple")
 
-    def read(self, raw: str, *, source: str | None = None) -> Any:
-        """The value of ``raw``; ValueError naming the setting and the allowed form when it is malformed."""
+    def read(self, raw: str) -> Any:
+        """The value of ``raw``; ValueError naming the variable, the setting and the allowed form when malformed."""
         try:
             return self.parse(raw)
         except (ValueError, OverflowError):
-            where = source or self.env_name
-            raise ValueError(f"{where}={raw!r} (setting {self.name}): expected {self.allowed}") from None
+            raise ValueError(f"{self.env_name}={raw!r} (setting {self.name}): expected {self.allowed}") from None
 
 
 def _setting(
@@ -79,6 +79,7 @@ def _setting(
 
 
 def parse_bool(raw: str) -> bool:
+    """true/false, also 1/0, yes/no, on/off, in any case."""
     lowered = raw.strip().lower()
     if lowered in {"1", "true", "yes", "on"}:
         return True
@@ -88,6 +89,7 @@ def parse_bool(raw: str) -> bool:
 
 
 def parse_count(raw: str) -> int:
+    """A whole number, 0 or more."""
     value = int(raw.strip())
     if value < 0:
         raise ValueError(raw)
@@ -95,6 +97,7 @@ def parse_count(raw: str) -> int:
 
 
 def parse_port(raw: str) -> int:
+    """A TCP port number (0: any free port)."""
     value = int(raw.strip())
     if not 0 <= value <= 65535:
         raise ValueError(raw)
@@ -102,6 +105,7 @@ def parse_port(raw: str) -> int:
 
 
 def parse_seconds(raw: str) -> float:
+    """A finite number, 0 or more (seconds)."""
     value = float(raw.strip())
     if not math.isfinite(value) or value < 0:
         raise ValueError(raw)
@@ -109,10 +113,12 @@ def parse_seconds(raw: str) -> float:
 
 
 def parse_list(raw: str) -> tuple[str, ...]:
+    """Comma-separated values, blanks dropped."""
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
 def parse_rate_limit(raw: str) -> str:
+    """A plan name, off, or a number of requests per minute, kept as text (the limiter reads it)."""
     per_minute(raw.strip())  # raises ValueError for anything but a plan, off or a number in range
     return raw.strip()
 
