@@ -38,6 +38,9 @@ DEFAULT_POLL_TIMEOUT = 120.0
 # Between polls of a live job: quick at first, then every few seconds (status calls are rate limited).
 POLL_INTERVALS = (0.2, 0.5, 1.0, 2.0, 3.0)
 CURL_LOG_SIZE = 10
+# A test still running after this many seconds gets a progress line this often (0: every response).
+PROGRESS_SECONDS = 15.0
+ProgressLine = Callable[[str, int, float], None]  # (test, responses so far, seconds since it started)
 
 
 class _UseTargetToken:
@@ -79,11 +82,28 @@ class Observer:
     # The current test's last requests as curl commands, shown when it fails.
     curl_log: list[str] = dataclasses.field(default_factory=list)
     deviations_in_test: int = 0
+    # Long work (a property under the ci profile runs for minutes) is reported as it goes.
+    on_progress: ProgressLine | None = None
+    progress_seconds: float = PROGRESS_SECONDS
+    responses_in_test: int = 0
+    _started: float = dataclasses.field(default_factory=time.monotonic)
+    _last_progress: float = dataclasses.field(default_factory=time.monotonic)
 
     def start_test(self, nodeid: str) -> None:
         self.test = nodeid
         self.curl_log = []
         self.deviations_in_test = 0
+        self.responses_in_test = 0
+        self._started = self._last_progress = time.monotonic()
+
+    def add(self, observation: Observation) -> None:
+        """Keep one checked response; say how the test is getting on when it has run long enough."""
+        self.observations.append(observation)
+        self.responses_in_test += 1
+        now = time.monotonic()
+        if self.on_progress is not None and now - self._last_progress >= self.progress_seconds:
+            self._last_progress = now
+            self.on_progress(self.test, self.responses_in_test, now - self._started)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,7 +241,7 @@ class BriaApi:
             verdict = check_api_response(
                 operation, response.status_code, response.headers.get("content-type"), response.content
             )
-        self.observer.observations.append(Observation(self.observer.test, request.method, request.url.path, verdict))
+        self.observer.add(Observation(self.observer.test, request.method, request.url.path, verdict))
         if self.recorder is not None:
             self.recorder.record(response, operation=operation, test=self.observer.test, attempt=attempt)
         curl = f"{as_curl(request)}\n# -> {response.status_code}"

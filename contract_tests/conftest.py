@@ -18,11 +18,12 @@ import pytest
 
 from mock_server.config import Settings
 from mock_server.contract_tests import profiles
-from mock_server.contract_tests.client import BriaApi, Observer
+from mock_server.contract_tests.client import PROGRESS_SECONDS, BriaApi, Observer, ProgressLine
 from mock_server.contract_tests.guard import DEFAULT_MAX_CALLS, SpendGuard
 from mock_server.contract_tests.recording import Recorder
 from mock_server.contract_tests.target import Target, TargetChoice, choose_target
 from mock_server.server import ServerThread
+from mock_server.verify import FAKE_TARGET
 
 SUITE_DIR = Path(__file__).resolve().parent
 _OUTCOME_RANK = {"passed": 0, "skipped": 1, "failed": 2}
@@ -46,7 +47,10 @@ RUN = pytest.StashKey[SuiteRun]()
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("bria", "bria-mock contract suite")
     group.addoption(
-        "--bria-target", metavar="URL", help="base URL of a live service (default: BRIA_BASE_URL, else the fake)"
+        "--bria-target",
+        metavar="URL",
+        help=f"base URL of a live service, or {FAKE_TARGET} for the fake whatever BRIA_BASE_URL says "
+        "(default: BRIA_BASE_URL, else the fake)",
     )
     group.addoption("--bria-token", metavar="T", help="api_token for the live service (default: BRIA_API_TOKEN)")
     group.addoption(
@@ -67,6 +71,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--bria-poll-timeout", type=float, default=120.0, metavar="S", help="live runs: seconds to poll a job"
     )
+    group.addoption(
+        "--bria-progress-seconds",
+        type=float,
+        default=PROGRESS_SECONDS,
+        metavar="S",
+        help=f"a test still running gets a progress line this often (default {PROGRESS_SECONDS:g}; 0: every response)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -74,16 +85,30 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "risky: moderation-triggering or deliberately broken; live only with --bria-live-risky"
     )
-    choice = choose_target(config.getoption("bria_target"), config.getoption("bria_token"), os.environ)
+    choice = choose_target(config.getoption("bria_target"), config.getoption("bria_token"), os.environ).identified()
     profiles.use(profiles.choose_profile(config.getoption("bria_profile"), os.environ), live=choice.live)
     guard = SpendGuard(max_calls=config.getoption("bria_max_calls") if choice.live else None)
-    config.stash[RUN] = SuiteRun(choice, guard)
+    run = SuiteRun(choice, guard)
+    run.observer.progress_seconds = config.getoption("bria_progress_seconds")
+    run.observer.on_progress = _progress_printer(config)
+    config.stash[RUN] = run
+
+
+def _progress_printer(config: pytest.Config) -> ProgressLine | None:
+    """Progress lines on pytest's terminal (none where there is no terminal, e.g. an xdist worker)."""
+    terminal = config.pluginmanager.get_plugin("terminalreporter")
+    if terminal is None:
+        return None
+
+    def say(test: str, responses: int, seconds: float) -> None:
+        terminal.write_line(f"bria: still running {test}: {responses} responses in {seconds:.0f} s")
+
+    return say
 
 
 def pytest_report_header(config: pytest.Config) -> str:
     run = config.stash[RUN]
-    where = f"{run.choice.base_url} (live, from {run.choice.source})" if run.choice.live else "the fake, in-process"
-    return f"bria contract suite: target {where}; profile {profiles.active()}; {run.guard.summary()}"
+    return f"bria contract suite: target {run.choice.describe()}; profile {profiles.active()}; {run.guard.summary()}"
 
 
 def _in_suite(item: pytest.Item) -> bool:
@@ -113,7 +138,7 @@ def bria_target(request: pytest.FixtureRequest) -> Iterator[Target]:
     """The service under test: the live one chosen, or the fake with default settings on a free port."""
     run = request.config.stash[RUN]
     if run.choice.base_url is not None:
-        run.target = Target(run.choice.base_url, run.choice.token or "")
+        run.target = Target(run.choice.base_url, run.choice.token or "", bria_mock=run.choice.bria_mock)
         yield run.target
         return
     settings = Settings()  # defaults only: a developer's BRIA_MOCK_* variables must not change the contract
@@ -182,7 +207,12 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
     target = run.target or Target(run.choice.base_url or "", "")
     report = build_report(
-        target={"url": target.base_url or None, "live": run.choice.live, "source": run.choice.source},
+        target={
+            "url": target.base_url or None,
+            "live": run.choice.live,
+            "source": run.choice.source,
+            "bria_mock": run.choice.bria_mock,
+        },
         profile=profiles.active(),
         spend=run.guard.as_dict(),
         observations=[observation.as_dict() for observation in run.observer.observations],

@@ -6,10 +6,11 @@ import dataclasses
 from collections.abc import Mapping
 
 from mock_server.config import Settings
-from mock_server.verify import BASE_URL_VARIABLE, TOKEN_VARIABLE
+from mock_server.verify import BASE_URL_VARIABLE, FAKE_TARGET, TOKEN_VARIABLE, is_bria_mock
 
 # Any token works on the fake; this one says where a request in its logs came from.
 FAKE_TOKEN = "bria-mock-contract-suite"
+BRIA_MOCK_LABEL = "a bria-mock, not Bria's service"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,10 +20,24 @@ class TargetChoice:
     base_url: str | None  # None: the fake, served for the run
     token: str | None
     source: str  # where the choice came from, for the report header
+    bria_mock: bool = False  # the URL answers as a bria-mock, not as Bria's service
 
     @property
     def live(self) -> bool:
         return self.base_url is not None
+
+    def identified(self) -> TargetChoice:
+        """This choice, with whether a URL target is in fact a bria-mock (asked once, over HTTP)."""
+        if self.base_url is None:
+            return self
+        return dataclasses.replace(self, bria_mock=is_bria_mock(self.base_url))
+
+    def describe(self) -> str:
+        """Where the suite runs and why, for the first line of the header and the report."""
+        if self.base_url is None:
+            return f"the fake, in-process (from {self.source})"
+        kind = BRIA_MOCK_LABEL if self.bria_mock else "live"
+        return f"{self.base_url} ({kind}, from {self.source})"
 
     def missing_token_reason(self) -> str | None:
         """Why live tests cannot run, or None when they can."""
@@ -35,8 +50,10 @@ class TargetChoice:
 
 
 def choose_target(option_url: str | None, option_token: str | None, environ: Mapping[str, str]) -> TargetChoice:
-    """Options win over the environment; neither means the fake."""
+    """Options win over the environment; neither means the fake, and so does ``--bria-target fake``."""
     token = option_token or environ.get(TOKEN_VARIABLE) or None
+    if option_url == FAKE_TARGET:
+        return TargetChoice(None, FAKE_TOKEN, f"--bria-target {FAKE_TARGET}")
     if option_url:
         return TargetChoice(option_url.rstrip("/"), token, "--bria-target")
     if environ.get(BASE_URL_VARIABLE):
@@ -51,6 +68,7 @@ class Target:
     base_url: str
     token: str
     settings: Settings | None = None  # the fake's settings; None for a live service
+    bria_mock: bool = False  # a URL target that answers as a bria-mock
 
     @property
     def live(self) -> bool:
@@ -58,7 +76,9 @@ class Target:
 
     @property
     def label(self) -> str:
-        return f"{self.base_url} ({'live' if self.live else 'the fake, in-process'})"
+        if not self.live:
+            return f"{self.base_url} (the fake, in-process)"
+        return f"{self.base_url} ({BRIA_MOCK_LABEL if self.bria_mock else 'live'})"
 
     def url(self, path: str) -> str:
         """An absolute URL on the target, e.g. ``url("/samples/subject.jpg")``."""

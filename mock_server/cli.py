@@ -3,57 +3,79 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import difflib
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
-from mock_server.config import ENV_PREFIX, Settings
+from mock_server.config import ENV_PREFIX, SETTINGS, Setting, Settings
 from mock_server.verify import add_verify_parser, run_verify
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser that answers a mistyped option with the closest one it knows."""
+
+    known_options: list[str]
+
+    def error(self, message: str) -> NoReturn:
+        unknown = message.removeprefix("unrecognized arguments: ").split()
+        if message.startswith("unrecognized arguments: ") and unknown[0].startswith("--"):
+            close = difflib.get_close_matches(unknown[0].split("=")[0], getattr(self, "known_options", []), n=1)
+            if close:
+                message += f" (did you mean {close[0]}?)"
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bria-mock", description="An offline fake of Bria's image-editing API.")
+    parser = _Parser(prog="bria-mock", description="An offline fake of Bria's image-editing API.")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser(
         "serve",
         help="start the fake with uvicorn",
         description=f"Start the fake. Every option can also be set as an environment variable {ENV_PREFIX}<NAME>.",
     )
-    serve.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
-    serve.add_argument(
-        "--public-url", help="base of the status_url and image_url handed out (default: the request's Host)"
-    )
-    serve.add_argument(
-        "--token",
-        action="append",
-        dest="tokens",
-        metavar="T",
-        help="accept only this api_token (repeatable; default: any non-empty token)",
-    )
-    serve.add_argument("--progress-polls", type=int, help="status polls a job answers IN_PROGRESS (default 1)")
-    serve.add_argument("--progress-seconds", type=float, help="seconds a job stays IN_PROGRESS at least (default 0)")
-    serve.add_argument("--job-ttl", type=float, dest="job_ttl_seconds", help="seconds a job is kept (default 3600)")
-    serve.add_argument("--max-jobs", type=int, help="jobs kept at most; the oldest expire first (default 10000)")
-    serve.add_argument(
-        "--rmbg-webp",
-        choices=["accept", "reject"],
-        help="whether remove_background accepts WEBP input (default accept)",
-    )
-    serve.add_argument("--rules", dest="rules_file", metavar="FILE", help="JSON file of fault rules loaded at start")
-    serve.add_argument(
-        "--rate-limit", help="requests per minute per token and endpoint: free, payg, enterprise, a number, or off"
-    )
-    serve.add_argument("--admin-token", help="require this X-Bria-Mock-Admin-Token on the /bria-mock/ controls")
+    add_setting_options(serve)
     add_verify_parser(commands)
+    # Unrecognised options are reported by the top parser: it suggests from every subcommand's.
+    parser.known_options = [flag for sub in commands.choices.values() for flag in sub._option_string_actions]
     return parser
+
+
+def add_setting_options(parser: argparse.ArgumentParser) -> None:
+    """One option per setting, generated from the settings' definition (``mock_server.config``)."""
+    for setting in SETTINGS:
+        parser.add_argument(setting.flag, dest=setting.name, **_option_shape(setting))
+
+
+def _option_shape(setting: Setting) -> dict[str, Any]:
+    help_text = f"{setting.help} (default {setting.default_text}; {setting.env_name})".replace("%", "%%")
+    if setting.choices:
+        return {"choices": list(setting.choices), "help": help_text}
+    shape: dict[str, Any] = {"type": _argument_type(setting), "help": help_text, "metavar": setting.metavar}
+    if setting.repeatable:
+        shape |= {"action": "append", "type": str, "help": help_text.replace(" (default", ", repeatable (default")}
+    return shape
+
+
+def _argument_type(setting: Setting) -> Callable[[str], Any]:
+    def convert(raw: str) -> Any:
+        try:
+            return setting.parse(raw)
+        except (ValueError, OverflowError):
+            raise argparse.ArgumentTypeError(f"{raw!r}: expected {setting.allowed}") from None
+
+    convert.__name__ = setting.name  # argparse names the type in some messages
+    return convert
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Environment first, command-line options over it."""
-    overrides = {key: value for key, value in vars(args).items() if key not in {"command", "rmbg_webp"}}
-    if args.rmbg_webp is not None:
-        overrides["rmbg_accept_webp"] = args.rmbg_webp == "accept"
-    if overrides.get("tokens") is not None:
-        overrides["tokens"] = tuple(overrides["tokens"])
+    overrides = {setting.name: getattr(args, setting.name, None) for setting in SETTINGS}
+    for setting in SETTINGS:
+        value = overrides[setting.name]
+        if setting.choices and value is not None:
+            overrides[setting.name] = setting.choices[value]
+        elif setting.repeatable and value is not None:
+            overrides[setting.name] = tuple(value)
     return Settings.from_env(**overrides)
 
 

@@ -1,102 +1,274 @@
 """Settings of the fake: defaults, environment variables (prefix ``BRIA_MOCK_``) and overrides.
 
+Each setting is defined once, as a field of :class:`Settings` with its help text and allowed
+form; the ``bria-mock serve`` options, the ``BRIA_MOCK_*`` names and the documentation's
+settings table are all derived from that definition (:data:`SETTINGS`). Unknown names and
+malformed values are refused with the closest valid name or the allowed form.
+
 Settings are read when an app is created (``Settings.from_env()``), never at import.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from mock_server.ratelimit import MAX_PER_MINUTE, PLANS, per_minute
+
 ENV_PREFIX = "BRIA_MOCK_"
+# BRIA_MOCK_* variables that are not settings of the fake (the project's own test switches).
+NOT_SETTINGS = frozenset({"BRIA_MOCK_FUZZ"})
+_META = "bria_mock_setting"
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One setting as every surface shows it: name, type, default, help, allowed form, flag."""
+
+    name: str
+    kind: str  # the field's annotation: "int", "float", "bool", "str" or "tuple[str, ...]"
+    default: Any
+    help: str
+    allowed: str  # the allowed form, as an error message says it
+    flag: str  # the ``bria-mock serve`` option
+    default_text: str  # the default as a person reads it ("any non-empty token")
+    parse: Callable[[str], Any]  # raw text (an environment value, a CLI word) to the value
+    choices: Mapping[str, Any] | None = None  # CLI words standing for values (``--rmbg-webp reject``)
+    metavar: str = "X"  # what the flag's value is called in ``--help``
+
+    @property
+    def env_name(self) -> str:
+        """The environment variable: ``BRIA_MOCK_<NAME>``."""
+        return ENV_PREFIX + self.name.upper()
+
+    @property
+    def repeatable(self) -> bool:
+        """A list setting: its flag may be given several times; its variable is comma-separated."""
+        return self.kind.startswith("tuple")
+
+    def read(self, raw: str) -> Any:
+        """The value of ``raw``; ValueError naming the variable, the setting and the allowed form when malformed."""
+        try:
+            return self.parse(raw)
+        except (ValueError, OverflowError):
+            raise ValueError(f"{self.env_name}={raw!r} (setting {self.name}): expected {self.allowed}") from None
+
+
+def _setting(
+    default: Any,
+    help: str,
+    *,
+    allowed: str | None = None,
+    flag: str | None = None,
+    default_text: str | None = None,
+    parse: Callable[[str], Any] | None = None,
+    choices: Mapping[str, Any] | None = None,
+    metavar: str | None = None,
+) -> Any:
+    """A :class:`Settings` field carrying the rest of its definition (the field gives name, type, default)."""
+    details: dict[str, Any] = {"help": help, "allowed": allowed, "flag": flag, "default_text": default_text}
+    details |= {"parse": parse, "choices": choices, "metavar": metavar}
+    return dataclasses.field(default=default, metadata={_META: details})
+
+
+# --- parsers: each raises ValueError on a malformed value ---------------------------------------
+
+
+def parse_bool(raw: str) -> bool:
+    """true/false, also 1/0, yes/no, on/off, in any case."""
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(raw)
+
+
+def parse_count(raw: str) -> int:
+    """A whole number, 0 or more."""
+    value = int(raw.strip())
+    if value < 0:
+        raise ValueError(raw)
+    return value
+
+
+def parse_port(raw: str) -> int:
+    """A TCP port number (0: any free port)."""
+    value = int(raw.strip())
+    if not 0 <= value <= 65535:
+        raise ValueError(raw)
+    return value
+
+
+def parse_seconds(raw: str) -> float:
+    """A finite number, 0 or more (seconds)."""
+    value = float(raw.strip())
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(raw)
+    return value
+
+
+def parse_list(raw: str) -> tuple[str, ...]:
+    """Comma-separated values, blanks dropped."""
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def parse_rate_limit(raw: str) -> str:
+    """A plan name, off, or a number of requests per minute, kept as text (the limiter reads it)."""
+    per_minute(raw.strip())  # raises ValueError for anything but a plan, off or a number in range
+    return raw.strip()
+
+
+_PARSERS: dict[str, tuple[Callable[[str], Any], str]] = {
+    "int": (parse_count, "a whole number, 0 or more"),
+    "float": (parse_seconds, "a number, 0 or more"),
+    "bool": (parse_bool, "true or false (also 1/0, yes/no, on/off)"),
+    "str": (str, "any text"),
+    "tuple[str, ...]": (parse_list, "comma-separated values"),
+}
+_METAVARS = {"int": "N", "float": "N", "bool": "true|false", "str": "TEXT", "tuple[str, ...]": "T"}
+_RATE_LIMIT_FORM = f"{', '.join(PLANS)}, off, or a number of requests per minute (0 to {MAX_PER_MINUTE})"
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
     """Everything that changes how the fake behaves. Each field is also ``BRIA_MOCK_<FIELD>``."""
 
-    host: str = "127.0.0.1"
-    port: int = 8000
-    # Base of every absolute URL the fake hands out (status_url, image_url). Empty: taken
-    # from each request's own scheme and Host header, which is right unless behind a proxy.
-    public_url: str = ""
-    # Accepted api_token values; empty accepts any non-empty token.
-    tokens: tuple[str, ...] = ()
-    # A job answers IN_PROGRESS to this many status polls and for at least this many seconds.
-    progress_polls: int = 1
-    progress_seconds: float = 0.0
-    # Jobs (and their result images) expire this long after they were accepted ...
-    job_ttl_seconds: float = 3600.0
-    # ... or earlier when more than this many jobs are kept: the oldest go first.
-    max_jobs: int = 10_000
-    # ... or when their result images take more than this many bytes (a 1 MP cut-out is ~1 MB).
-    max_result_bytes: int = 512 * 1024 * 1024
-    # Request bodies over this many bytes are refused with 413 before they are read whole.
-    max_body_bytes: int = 16 * 1024 * 1024
-    # Images declaring more pixels than this are refused with 415 before they are decoded.
-    max_image_pixels: int = 64_000_000
+    host: str = _setting("127.0.0.1", "interface to listen on", metavar="HOST")
+    port: int = _setting(8000, "port to listen on", parse=parse_port, allowed="a port number, 0 to 65535")
+    # Empty: taken from each request's own scheme and Host header, right unless behind a proxy.
+    public_url: str = _setting(
+        "", "base of every status_url and image_url handed out", default_text="the request's own Host", metavar="URL"
+    )
+    tokens: tuple[str, ...] = _setting(
+        (), "accepted api_token values", flag="--token", default_text="any non-empty token"
+    )
+    progress_polls: int = _setting(1, "status polls a job answers IN_PROGRESS")
+    progress_seconds: float = _setting(0.0, "seconds a job stays IN_PROGRESS at least")
+    job_ttl_seconds: float = _setting(3600.0, "seconds a job and its result image are kept", flag="--job-ttl")
+    max_jobs: int = _setting(10_000, "jobs kept at most; the oldest are dropped first")
+    # A 1 MP cut-out is about 1 MB.
+    max_result_bytes: int = _setting(
+        512 * 1024 * 1024,
+        "bytes of images kept at most (results, and inputs of jobs not yet processed); the oldest jobs go first",
+    )
+    max_body_bytes: int = _setting(16 * 1024 * 1024, "request bodies over this many bytes get 413, unread")
+    max_image_pixels: int = _setting(64_000_000, "images declaring more pixels get 415, before decoding")
     # The remove_background page says JPEG and PNG only; its field list says WEBP too.
-    rmbg_accept_webp: bool = True
-    # Requests per minute per token and endpoint: a plan (free, payg, enterprise), a number, or off.
-    rate_limit: str = "off"
-    # The journal keeps at most this many exchanges and about this many bytes; the oldest go first.
-    journal_max_entries: int = 1000
-    journal_max_bytes: int = 8 * 1024 * 1024
-    # A JSON file of rules loaded at start (a list of rules, or {"rules": [...]}).
-    rules_file: str = ""
-    # Required (header X-Bria-Mock-Admin-Token) on /bria-mock/ controls when set.
-    admin_token: str = ""
-    # replace_background takes at most this many reference images (more: 400).
-    max_ref_images: int = 10
+    rmbg_accept_webp: bool = _setting(
+        True,
+        "whether remove_background accepts WEBP input",
+        flag="--rmbg-webp",
+        choices={"accept": True, "reject": False},
+        default_text="accept",
+    )
+    rate_limit: str = _setting(
+        "off",
+        f"requests per minute per token and endpoint: {_RATE_LIMIT_FORM}",
+        parse=parse_rate_limit,
+        metavar="PLAN|N",
+        allowed=_RATE_LIMIT_FORM,
+    )
+    journal_max_entries: int = _setting(1000, "journal entries kept; the oldest go first")
+    journal_max_bytes: int = _setting(8 * 1024 * 1024, "journal size kept (estimated); the oldest entries go first")
+    rules_file: str = _setting(
+        "",
+        'a JSON file of rules loaded at start (a list, or {"rules": [...]})',
+        flag="--rules",
+        default_text="none",
+        metavar="FILE",
+    )
+    admin_token: str = _setting(
+        "", "required as X-Bria-Mock-Admin-Token on the /bria-mock/ controls when set", default_text="none", metavar="T"
+    )
+    max_ref_images: int = _setting(10, "reference images replace_background takes at most (more: 400)")
     # Off: image URLs not on the fake answer 460. On: fetched, refusing every address that is
     # not on the public internet, within a size and a time limit (see mock_server.fetch).
-    allow_remote_fetch: bool = False
-    fetch_max_bytes: int = 12 * 1024 * 1024
-    fetch_timeout_seconds: float = 10.0
+    allow_remote_fetch: bool = _setting(False, "fetch remote image URLs (safely); off: they answer 460")
+    fetch_max_bytes: int = _setting(12 * 1024 * 1024, "fetched images over this many bytes get 460")
+    fetch_timeout_seconds: float = _setting(10.0, "seconds a whole fetch may take; longer gets 460")
+
+    def __post_init__(self) -> None:
+        # The one setting whose text has a form; checked here too so that Settings(...) in code is checked.
+        try:
+            per_minute(self.rate_limit)
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"rate_limit={self.rate_limit!r}: expected {_RATE_LIMIT_FORM}") from None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Defaults, then ``BRIA_MOCK_*`` variables, then explicit overrides (``None`` is ignored)."""
+        """Defaults, then ``BRIA_MOCK_*`` variables, then explicit overrides (``None`` is ignored).
+
+        Raises ValueError for a ``BRIA_MOCK_*`` variable or an override that names no setting
+        (with the closest one), and for a malformed value (with the allowed form).
+        """
         environ = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for field in dataclasses.fields(cls):
-            raw = environ.get(ENV_PREFIX + field.name.upper())
-            if raw is not None:
-                values[field.name] = _parse(field, raw)
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        check_names(name.removeprefix(ENV_PREFIX).lower() for name in environ if _is_setting_variable(name))
+        check_names(overrides)
+        values = {
+            setting.name: setting.read(environ[setting.env_name]) for setting in SETTINGS if setting.env_name in environ
+        }
+        values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed."""
+        check_names(changes)
         return dataclasses.replace(self, **changes)
 
 
-def _parse(field: dataclasses.Field[Any], raw: str) -> Any:
-    kind = field.type
-    try:
-        if kind == "bool":
-            return _parse_bool(raw)
-        if kind == "int":
-            return int(raw)
-        if kind == "float":
-            value = float(raw)
-            if not math.isfinite(value) or value < 0:
-                raise ValueError("expected a finite number, 0 or more")
-            return value
-    except ValueError as exc:
-        raise ValueError(f"{ENV_PREFIX}{field.name.upper()}={raw!r}: {exc}") from None
-    if kind == "tuple[str, ...]":
-        return tuple(part.strip() for part in raw.split(",") if part.strip())
-    return raw
+def _is_setting_variable(name: str) -> bool:
+    return name.startswith(ENV_PREFIX) and name not in NOT_SETTINGS
 
 
-def _parse_bool(raw: str) -> bool:
-    lowered = raw.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off"}:
-        return False
-    raise ValueError("expected true or false")
+def _definition(field: dataclasses.Field[Any]) -> Setting:
+    details = dict(field.metadata[_META])
+    parse, allowed = _PARSERS[str(field.type)]
+    if details["choices"]:
+        allowed = " or ".join(details["choices"])
+    return Setting(
+        name=field.name,
+        kind=str(field.type),
+        default=field.default,
+        help=details["help"],
+        allowed=details["allowed"] or allowed,
+        flag=details["flag"] or "--" + field.name.replace("_", "-"),
+        default_text=details["default_text"] or _plain(field.default),
+        parse=details["parse"] or parse,
+        choices=details["choices"],
+        metavar=details["metavar"] or ("S" if field.name.endswith("seconds") else _METAVARS[str(field.type)]),
+    )
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+SETTINGS: tuple[Setting, ...] = tuple(_definition(field) for field in dataclasses.fields(Settings))
+SETTINGS_BY_NAME: Mapping[str, Setting] = {setting.name: setting for setting in SETTINGS}
+
+
+def check_names(names: Iterable[str]) -> None:
+    """Raise ValueError for the first name that is no setting, suggesting the closest one."""
+    for name in names:
+        if name not in SETTINGS_BY_NAME:
+            raise ValueError(unknown_setting(name))
+
+
+def unknown_setting(name: str) -> str:
+    """Why ``name`` is refused: the closest setting, or the whole list when none is close."""
+    close = difflib.get_close_matches(name, SETTINGS_BY_NAME, n=1, cutoff=0.6)
+    hint = (
+        f"did you mean {close[0]} ({ENV_PREFIX}{close[0].upper()})?"
+        if close
+        else f"settings: {', '.join(SETTINGS_BY_NAME)}"
+    )
+    return f"{name} ({ENV_PREFIX}{name.upper()}) is not a bria-mock setting; {hint}"

@@ -12,6 +12,7 @@ reports every error.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import json
 from collections.abc import Callable, Iterable, Mapping
@@ -137,13 +138,64 @@ def response_errors(name: str, body: Any) -> list[str]:
 
 
 def describe(error: ValidationError) -> str:
-    """``"<field>: <problem>"`` for a validation error, with the schema's own wording where it has one."""
+    """``"<field>: <problem>"`` for a validation error, with the schema's own wording where it has one.
+
+    A field the schema does not know is named with the closest known one and the list of them;
+    a value that matches none of a ``oneOf`` of objects tagged by ``type`` is described against
+    the branch its ``type`` picks (or the list of types, when it picks none).
+    """
     custom = error.schema.get("errorMessage", {}) if isinstance(error.schema, dict) else {}
     if str(error.validator) in custom:
         # The schema words the rule itself (e.g. "exactly one of prompt and ref_images").
         return str(custom[str(error.validator)])
-    field = _field_name(error.absolute_path) or _missing_field(error) or "body"
+    field = _field_name(error.absolute_path)
+    if (
+        error.validator == "additionalProperties"
+        and isinstance(error.instance, dict)
+        and isinstance(error.schema, dict)
+    ):
+        return _unknown_field(field, error.instance, error.schema)
+    if error.validator == "oneOf" and _tags(error.validator_value):
+        return _untagged_branch(field, error)
+    field = field or _missing_field(error) or "body"
     return f"{field}: {_short_message(error)}"
+
+
+def _unknown_field(field: str, instance: Mapping[str, Any], schema: Mapping[str, Any]) -> str:
+    known = list(schema.get("properties", {}))
+    unknown = next((name for name in instance if name not in known), "")
+    path = f"{field}.{unknown}" if field else unknown
+    return f"{path or 'body'}: not a known field{_did_you_mean(unknown, known)}; known fields: {', '.join(known)}"
+
+
+def _tags(branches: Any) -> list[str]:
+    """The ``type`` constants of a ``oneOf`` whose every branch is an object tagged by one; else []."""
+    if not isinstance(branches, list):
+        return []
+    tags = [branch.get("properties", {}).get("type", {}).get("const") for branch in branches]
+    return tags if all(isinstance(tag, str) for tag in tags) else []
+
+
+def _untagged_branch(field: str, error: ValidationError) -> str:
+    tags = _tags(error.validator_value)
+    instance = error.instance
+    where = field or "body"
+    if not isinstance(instance, dict):
+        return f"{where}: {_problem('type', 'object', instance)}"
+    tag = instance.get("type")
+    if tag not in tags:
+        problem = "this field is required" if "type" not in instance else f"{tag!r} is not a known type"
+        hint = _did_you_mean(tag, tags) if isinstance(tag, str) else ""
+        return f"{where}.type: {problem}{hint}; types: {', '.join(tags)}"
+    branch = tags.index(tag)
+    inside = [sub for sub in error.context or () if sub.relative_schema_path and sub.relative_schema_path[0] == branch]
+    detail = describe(inside[0]) if inside else f"{where}: {error.message}"
+    return f"{detail} ({where.rsplit('.', 1)[-1]} type {tag})"
+
+
+def _did_you_mean(word: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def _field_name(path: Iterable[Any]) -> str:
@@ -171,8 +223,18 @@ def _problem(rule: str, rule_value: Any, instance: Any) -> str | None:
     if rule == "type":
         return f"expected {_types(rule_value)}, got {_json_type(instance)}"
     if rule == "enum":
-        return f"must be one of {', '.join(str(value) for value in rule_value)}"
+        hint = _did_you_mean(instance, map(str, rule_value)) if isinstance(instance, str) else ""
+        return f"must be one of {', '.join(str(value) for value in rule_value)}{hint}"
+    if rule in _BOUNDS and _is_number(instance):
+        return f"must be {rule_value} {_BOUNDS[rule]}, got {instance!r}"
     return None
+
+
+_BOUNDS = {"minimum": "or more", "maximum": "or less"}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _types(value: Any) -> str:

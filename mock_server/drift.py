@@ -15,7 +15,7 @@ import dataclasses
 import datetime
 import io
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,13 @@ MARKDOWN_NAME = "drift.md"
 # Sent in place of a redacted token: the fake accepts any non-empty one.
 REPLAY_TOKEN = "bria-mock-replay"
 MAX_POLLS = 10
+# Never compared in any exchange, because they differ by nature between two services.
+NOT_COMPARED_BY_NATURE = (
+    "field values (request ids, status and image URLs, seeds, refined_prompt, error messages and details), "
+    "headers other than Content-Type and Retry-After, and timings; what is compared is the status, the schema "
+    "matched, the set of fields, and each result image's format, mode and size"
+)
+Progress = Callable[[int, int], None]  # (exchanges done, exchanges in all)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,22 +72,28 @@ class Replay:
         self.skipped: list[dict[str, Any]] = []
         self.compared = 0
 
-    def run(self, exchanges: list[dict[str, Any]]) -> None:
-        for exchange, retried in zip(exchanges, _retried(exchanges), strict=True):
-            if retried:
-                self._skip(exchange, "rate-limited (429) and retried: the retry is compared")
-                continue
-            recorded = exchange["response"]
-            operation = exchange["operation"]
-            if operation == STATUS and _json_status(recorded) == "IN_PROGRESS":
-                self._skip(exchange, "IN_PROGRESS: how long a job runs is timing, not contract")
-                continue
-            answer = self._replay(exchange)
-            if answer is None:
-                continue
-            self.compared += 1
-            self.differences += [_difference(exchange, *found) for found in compare(operation, recorded, answer)]
-            self._learn(recorded, answer)
+    def run(self, exchanges: list[dict[str, Any]], progress: Progress | None = None) -> None:
+        for done, (exchange, retried) in enumerate(zip(exchanges, _retried(exchanges), strict=True), start=1):
+            self._one(exchange, retried)
+            if progress is not None:
+                progress(done, len(exchanges))
+
+    def _one(self, exchange: dict[str, Any], retried: bool) -> None:
+        """Skip one exchange with its reason, or replay and compare it."""
+        if retried:
+            self._skip(exchange, "rate-limited (429) and retried: the retry is compared")
+            return
+        recorded = exchange["response"]
+        operation = exchange["operation"]
+        if operation == STATUS and _json_status(recorded) == "IN_PROGRESS":
+            self._skip(exchange, "IN_PROGRESS: how long a job runs is timing, not contract")
+            return
+        answer = self._replay(exchange)
+        if answer is None:
+            return
+        self.compared += 1
+        self.differences += [_difference(exchange, *found) for found in compare(operation, recorded, answer)]
+        self._learn(recorded, answer)
 
     def _replay(self, exchange: dict[str, Any]) -> httpx.Response | None:
         request, operation = exchange["request"], exchange["operation"]
@@ -169,12 +182,17 @@ def key_paths(value: Any, prefix: str = "") -> Iterator[str]:
             yield from key_paths(item, f"{prefix}[]")
 
 
-def compare_recording(directory: Path, settings: Settings | None = None) -> dict[str, Any]:
-    """Replay a recording against a fresh fake; the drift report as a JSON-ready dict."""
+def compare_recording(
+    directory: Path, settings: Settings | None = None, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Replay a recording against a fresh fake; the drift report as a JSON-ready dict.
+
+    ``progress(done, total)`` is called after each exchange.
+    """
     manifest, exchanges = load_recording(directory)
     with ServerThread(settings or Settings()) as server, httpx.Client(timeout=60) as http:
         replay = Replay(server.base_url, directory, http)
-        replay.run(exchanges)
+        replay.run(exchanges, progress)
     return {
         "format": DRIFT_FORMAT,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -214,7 +232,21 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             lines.append(f"| {' | '.join(cells)} |")
     else:
         lines.append("The fake answered every compared request like the recording.")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _not_compared(report)) + "\n"
+
+
+def _not_compared(report: Mapping[str, Any]) -> list[str]:
+    """The section saying what was left out of the comparison, and why."""
+    lines = ["", "## Not compared", "", f"- In every exchange, {NOT_COMPARED_BY_NATURE}."]
+    reasons: dict[str, list[int]] = {}
+    for skipped in report.get("skipped", []):
+        reasons.setdefault(skipped["reason"], []).append(skipped["exchange"])
+    for reason, indexes in reasons.items():
+        shown = ", ".join(f"#{index}" for index in indexes[:10]) + (", ..." if len(indexes) > 10 else "")
+        lines.append(f"- {len(indexes)} exchange(s), {reason} ({shown})")
+    if not reasons:
+        lines.append("- Every recorded exchange was replayed and compared.")
+    return lines
 
 
 def _difference(exchange: Mapping[str, Any], aspect: str, recorded: Any, fake: Any) -> Difference:

@@ -31,15 +31,21 @@ def per_minute(value: str | int | None) -> int | None:
 
 
 class RateLimiter:
-    """Buckets of ``limit`` requests that refill continuously over a minute."""
+    """Buckets of ``limit`` requests that refill continuously over a minute.
+
+    ``limit`` can change at run time (:meth:`configure`); clearing every bucket (a full reset)
+    also puts it back to the limit the limiter was made with, the configured one.
+    """
 
     def __init__(self, now: Callable[[], float], limit: int | None = None) -> None:
         self._now = now
+        self.configured_limit = limit
         self.limit = limit
         self._buckets: dict[tuple[str, str], tuple[float, float]] = {}  # key -> (tokens, updated_at)
         self._lock = threading.Lock()
 
     def configure(self, limit: int | None) -> None:
+        """Change the limit at run time (until the next full reset) and refill every bucket."""
         with self._lock:
             self.limit = limit
             self._buckets.clear()
@@ -73,5 +79,12 @@ class RateLimiter:
         ]
 
     def clear(self, token: str | None = None) -> None:
+        """Refill one token's buckets; with no token, every bucket, and the configured limit comes back.
+
+        The limit is the fake's own, shared by every namespace: a namespaced reset leaves it alone,
+        so that one worker's reset never changes another's limit.
+        """
         with self._lock:
             self._buckets = {k: v for k, v in self._buckets.items() if token is not None and k[0] != token}
+            if token is None:
+                self.limit = self.configured_limit

@@ -96,10 +96,31 @@ def parse_rule(spec: Any, now: float, default_id: str = "rule") -> Rule:
     errors = list(validator(RULE_SCHEMA).iter_errors(spec))
     if errors:
         raise BadRequest(f"rule: {describe(errors[0])}")
+    never = _never_applies(spec)
+    if never:
+        raise BadRequest(f"rule: {never}")
     rule_id = str(spec.get("id") or default_id)
     rule = Rule(spec={**spec, "id": rule_id}, id=rule_id, added_at=now)
     rule._random.seed(spec.get("seed"))
     return rule
+
+
+# Requests that never create a job: a job action matching only them could never apply.
+_NO_JOBS = {"endpoint": ("status", "result"), "method": ("GET",)}
+
+
+def _never_applies(spec: Mapping[str, Any]) -> str | None:
+    """Why a valid rule could never act (a job action on requests that create no job), or None."""
+    if spec["action"]["type"] != "job":
+        return None
+    for field, values in _NO_JOBS.items():
+        if spec.get(field) in values:
+            return (
+                f"{field}: a job action shapes the jobs that edit requests (POST remove_background or "
+                f"replace_background) create, and {field} {spec[field]} matches none; "
+                "match an edit endpoint, or any"
+            )
+    return None
 
 
 @dataclasses.dataclass

@@ -22,11 +22,14 @@ if TYPE_CHECKING:
 def serve(settings: Settings) -> None:
     """Run until Ctrl-C (uvicorn drains in-flight requests, then the lifespan closes the backend).
 
-    Raises ValueError for a bad setting (e.g. an unreadable rules file) before listening.
+    Once listening, it prints where the API, samples, controls and OpenAPI document are, and the
+    token rule in force. Raises ValueError for a bad setting (e.g. an unreadable rules file) before listening.
     """
+    from mock_server.banner import AnnouncingServer
+
     app = create_app(settings)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info", lifespan="on")
-    server = uvicorn.Server(config)
+    server = AnnouncingServer(config, settings)
     try:
         server.run()
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown: that is a clean stop

@@ -12,7 +12,9 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
+from mock_server.banner import banner, base_url
 from mock_server.cli import build_parser, settings_from_args
+from mock_server.config import Settings
 
 
 def free_port() -> int:
@@ -109,3 +111,40 @@ def test_a_bad_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPa
     assert done.returncode == 2
     assert "BRIA_MOCK_MAX_JOBS='lots'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_serve_says_where_everything_is_and_which_tokens_it_accepts(
+    port: int, wait_until_up: Callable[..., None]
+) -> None:
+    process = start("bria-mock", "serve", "--port", str(port), "--token", "cli-token")
+    base_url = f"http://127.0.0.1:{port}"
+    wait_until_up(base_url, process)
+    process.send_signal(signal.SIGINT)
+    output = process.communicate(timeout=15)[0].decode()
+
+    assert f"bria-mock is serving on {base_url} (Ctrl-C stops it)" in output
+    assert f"POST {base_url}/v2/image/edit/remove_background" in output
+    assert f"samples:  {base_url}/samples/subject.jpg" in output
+    assert f"controls: {base_url}/bria-mock/" in output
+    assert f"OpenAPI:  {base_url}/openapi.json" in output
+    assert "tokens:   only the 1 api_token value given (--token / BRIA_MOCK_TOKENS) are accepted" in output
+    assert "cli-token" not in output  # the rule is told, never the token
+
+
+@pytest.mark.parametrize(
+    ("settings", "rule"),
+    [
+        (Settings(), "tokens:   any non-empty api_token header is accepted"),
+        (Settings(admin_token="s3cret"), "they need the header X-Bria-Mock-Admin-Token"),
+        (Settings(), "they answer callers on this machine only"),
+        (Settings(public_url="https://fake.example"), "URLs handed out start with https://fake.example"),
+    ],
+)
+def test_the_banner_states_the_rule_in_force(settings: Settings, rule: str) -> None:
+    assert rule in banner(settings, base_url("0.0.0.0", 8000))
+    assert "s3cret" not in banner(settings, base_url("0.0.0.0", 8000))
+
+
+def test_a_wildcard_interface_is_shown_as_loopback() -> None:
+    assert base_url("0.0.0.0", 8000) == "http://127.0.0.1:8000"
+    assert base_url("::1", 8000) == "http://[::1]:8000"

@@ -204,3 +204,57 @@ def test_a_rules_history_is_bounded(api: httpx.Client, bria_mock: BriaMock, monk
         api.get("/v2/status/x")
 
     assert (rule.matched, list(rule.history)) == (5, [True, True, True])
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        (
+            {"endpont": "status", "action": {"type": "error", "status": 503}},
+            "rule: endpont: not a known field (did you mean endpoint?); known fields: id, endpoint, method,",
+        ),
+        ({**FAIL_TWICE, "tims": 2}, "rule: tims: not a known field (did you mean times?)"),
+        (
+            {"action": {"type": "eror", "status": 503}},
+            "rule: action.type: 'eror' is not a known type (did you mean error?); "
+            "types: error, latency, slow_body, connection, job",
+        ),
+        ({"action": {"status": 503}}, "rule: action.type: this field is required; types: error, latency,"),
+        ({"action": {"type": "error", "status": 200}}, "rule: action.status: must be 400 or more, got 200"),
+        (
+            {"action": {"type": "connection", "fault": "rest"}},
+            "rule: action.fault: must be one of reset, empty, malformed_chunked, garbage, truncate, stall "
+            "(did you mean reset?) (action type connection)",
+        ),
+        (
+            {"action": {"type": "job", "state": "FAILED"}},
+            "rule: action.state: must be one of IN_PROGRESS, COMPLETED, ERROR, UNKNOWN (action type job)",
+        ),
+        (
+            {"action": {"type": "latency", "ms": 5, "tims": 1}},
+            "rule: action.tims: not a known field; known fields: type, distribution, ms,",
+        ),
+    ],
+)
+def test_a_bad_rule_names_the_field_and_what_is_allowed(
+    bria_mock: BriaMock, rule: dict[str, object], expected: str
+) -> None:
+    response = httpx.post(bria_mock.url("/bria-mock/rules"), json=rule)
+
+    assert response.status_code == 400
+    assert response.json()["error"]["details"].startswith(expected)
+
+
+@pytest.mark.parametrize("where", [{"endpoint": "status"}, {"endpoint": "result"}, {"method": "GET"}])
+def test_a_job_action_on_requests_that_create_no_job_is_refused(bria_mock: BriaMock, where: dict[str, str]) -> None:
+    response = httpx.post(bria_mock.url("/bria-mock/rules"), json={**where, "action": {"type": "job", "polls": 3}})
+
+    assert response.status_code == 400
+    assert "a job action shapes the jobs that edit requests" in response.json()["error"]["details"]
+    assert bria_mock.backend.rules.list() == []
+
+
+def test_a_job_action_on_an_edit_endpoint_is_accepted(bria_mock: BriaMock) -> None:
+    rule = {"endpoint": "replace_background", "method": "POST", "action": {"type": "job", "polls": 3}}
+
+    assert httpx.post(bria_mock.url("/bria-mock/rules"), json=rule).status_code == 201

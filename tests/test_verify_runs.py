@@ -260,7 +260,12 @@ def test_the_suite_passes_against_a_live_url_and_reports_what_it_spent(runs: dic
     report = run.report
 
     assert run.exit_status == 0, run.output
-    assert report["target"] == {"url": served_fake, "live": True, "source": "--bria-target"}
+    # Live by the rules it runs under, and named for what it is: a bria-mock served at that URL.
+    assert report["target"] == {"url": served_fake, "live": True, "source": "--bria-target", "bria_mock": True}
+    assert (
+        run.output.splitlines()[0]
+        == f"bria-mock verify: target: {served_fake} (a bria-mock, not Bria's service, from --target)"
+    )
     assert report["summary"]["ok"] and report["summary"]["tests"]["failed"] == 0
     assert report["summary"]["tests"]["passed"] >= 10
     # The default cap of 20 is reached, and the tests after it are skipped saying so.
