@@ -56,7 +56,7 @@ def test_a_full_reset_puts_back_the_configured_limit(make_server, client_for) ->
     httpx.post(f"{server.base_url}/bria-mock/rate-limit", json={"per_minute": 1})
     assert [api.get("/v2/status/x").status_code for _ in range(2)] == [404, 429]
 
-    httpx.post(f"{server.base_url}/bria-mock/reset")
+    httpx.post(f"{server.base_url}/bria-mock/reset", json={})
 
     state = httpx.get(f"{server.base_url}/bria-mock/state").json()
     assert state["rate_limit"]["per_minute"] == 3
@@ -68,7 +68,7 @@ def test_a_full_reset_turns_a_limit_set_at_run_time_off_again(make_server, clien
     api = client_for(server.base_url)
     httpx.post(f"{server.base_url}/bria-mock/rate-limit", json={"plan": "free"})
 
-    httpx.post(f"{server.base_url}/bria-mock/reset")
+    httpx.post(f"{server.base_url}/bria-mock/reset", json={})
 
     assert httpx.get(f"{server.base_url}/bria-mock/state").json()["rate_limit"]["per_minute"] is None
     assert {api.get("/v2/status/x").status_code for _ in range(12)} == {404}
@@ -78,7 +78,7 @@ def test_a_namespaced_reset_keeps_the_shared_limit(make_server, client_for) -> N
     server = make_server()
     httpx.post(f"{server.base_url}/bria-mock/rate-limit", json={"per_minute": 5})
 
-    httpx.post(f"{server.base_url}/bria-mock/reset", headers={"api_token": "worker-1"})
+    httpx.post(f"{server.base_url}/bria-mock/reset", json={}, headers={"api_token": "worker-1"})
 
     assert httpx.get(f"{server.base_url}/bria-mock/state").json()["rate_limit"]["per_minute"] == 5
 
