@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from mock_server.assertions import assert_called, assert_called_in_order, assert_not_called
-from mock_server.fixtures.images import make_image
 from mock_server.fixtures.plugin import BriaMock
+from mock_server.image_factory import make_image
 
 RMBG = "/v2/image/edit/remove_background"
 REPLACE = "/v2/image/edit/replace_background"

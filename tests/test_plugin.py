@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
-from mock_server.fixtures.images import BROKEN, make_image
 from mock_server.fixtures.plugin import BriaMock
+from mock_server.image_factory import BROKEN
 
 USER_TESTS = """
 import asyncio
@@ -172,24 +170,6 @@ def test_parallel_workers_each_get_their_own_fake(pytester: pytest.Pytester) -> 
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2")
 
     result.assert_outcomes(passed=6)
-
-
-@pytest.mark.parametrize(
-    ("fmt", "mode"),
-    [("JPEG", "RGB"), ("JPEG", "CMYK"), ("JPEG", "L"), ("PNG", "RGBA"), ("PNG", "LA"), ("PNG", "P"), ("PNG", "I;16"),
-     ("WEBP", "RGBA"), ("GIF", "P"), ("BMP", "RGB"), ("TIFF", "CMYK")],
-)  # fmt: skip
-def test_the_image_factory_makes_what_it_says(fmt: str, mode: str) -> None:
-    made = make_image(fmt, mode, (40, 30), soft_edges=True)
-
-    decoded = Image.open(io.BytesIO(made.data))
-    assert (decoded.format, decoded.mode, decoded.size) == (fmt, mode, (40, 30))
-    assert made.data_url.startswith(f"data:image/{fmt.lower()};base64,")
-
-
-def test_the_image_factory_refuses_impossible_combinations() -> None:
-    with pytest.raises(ValueError, match="JPEG cannot store mode RGBA"):
-        make_image("JPEG", "RGBA")
 
 
 @pytest.mark.parametrize("broken", BROKEN)

@@ -18,8 +18,8 @@ from PIL import Image
 from mock_server import ratelimit
 from mock_server.app import create_app
 from mock_server.config import Settings
-from mock_server.fixtures.images import make_image
 from mock_server.fixtures.plugin import BriaMock
+from mock_server.image_factory import make_image
 
 RMBG = "image/edit/remove_background"
 
