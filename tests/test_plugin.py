@@ -448,6 +448,15 @@ def test_the_readme_example_runs_as_written(pytester: pytest.Pytester) -> None:
     pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
 
 
+def test_the_docs_example_runs_as_written(pytester: pytest.Pytester) -> None:
+    page = (Path(__file__).resolve().parents[1] / "docs" / "pytest-plugin.md").read_text()
+    section = page[page.index("## An example") :]
+    start = section.index("```python\n") + len("```python\n")
+    pytester.makepyfile(test_docs_example=section[start : section.index("```\n", start)])
+
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=2)
+
+
 def test_the_handle_offers_methods_not_internals(bria_mock: BriaMock) -> None:
     import httpx
 
