@@ -3,7 +3,6 @@ request schemas, and invalid mutations of them that name the field they break.""
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import functools
 from collections.abc import Mapping
@@ -14,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 
 from mock_server.contract import load_schema, validator
-from mock_server.samples import encode, subject_image
+from mock_server.image_factory import TestImage, make_image
 from mock_server.triggers import prompt_is_unsafe
 
 # Inputs stay tiny: every example is an HTTP call and, against a live service, a billable one.
@@ -34,38 +33,19 @@ MAX_REF_IMAGES = 2
 IMAGE_FIELDS = ("image", "ref_images")
 
 
-@dataclasses.dataclass(frozen=True)
-class InputImage:
-    """An encoded input image and what it is."""
-
-    data: bytes
-    format: str
-    mode: str
-    size: tuple[int, int]
-
-    def payload(self, *, data_url: bool = False) -> str:
-        """Base64, optionally behind a ``data:image/...;base64,`` prefix."""
-        encoded = base64.b64encode(self.data).decode()
-        return f"data:image/{self.format.lower()};base64,{encoded}" if data_url else encoded
-
-
-def make_image(size: tuple[int, int], fmt: str = "JPEG", *, alpha: bool = False) -> InputImage:
-    """A subject on a plain background (the fake's sample drawing), encoded as ``fmt``."""
-    image = subject_image(size, alpha=alpha and fmt != "JPEG")
-    return InputImage(encode(image, fmt), fmt, image.mode, size)
-
-
 @st.composite
-def input_images(draw: st.DrawFn, formats: tuple[str, ...] = FORMATS) -> InputImage:
-    """A small JPEG, PNG or WEBP, with or without alpha."""
+def input_images(draw: st.DrawFn, formats: tuple[str, ...] = FORMATS) -> TestImage:
+    """A small JPEG, PNG or WEBP, with or without alpha (softly edged), from the one image factory."""
     fmt = draw(st.sampled_from(formats))
     alpha = fmt != "JPEG" and draw(st.booleans())
-    return make_image((draw(SIDES), draw(SIDES)), fmt, alpha=alpha)
+    return make_image(fmt, "RGBA" if alpha else "RGB", (draw(SIDES), draw(SIDES)), soft_edges=alpha)
 
 
 @st.composite
 def image_payloads(draw: st.DrawFn) -> str:
-    return draw(input_images()).payload(data_url=draw(st.booleans()))
+    """An image field's value: base64, or base64 behind a ``data:image/...;base64,`` prefix."""
+    image = draw(input_images())
+    return image.data_url if draw(st.booleans()) else image.base64
 
 
 @functools.cache

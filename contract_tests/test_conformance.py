@@ -4,22 +4,20 @@ status code and content type by the suite's client as it arrives."""
 from __future__ import annotations
 
 import pytest
-from PIL import Image
 
 from mock_server.contract_tests.client import BriaApi
-from mock_server.contract_tests.strategies import InputImage, make_image
 from mock_server.contract_tests.target import Target
-from mock_server.samples import encode, subject_image
+from mock_server.image_factory import make_image
 
 RMBG = "remove_background"
 REPLACE = "replace_background"
 EDIT = (RMBG, REPLACE)
-SUBJECT = make_image((48, 32))
-BACKGROUND = make_image((24, 24), "PNG")
+SUBJECT = make_image("JPEG", size=(48, 32))
+BACKGROUND = make_image("PNG", size=(24, 24))
 NEVER_ISSUED = "bria-mock-contract-never-issued"
 
 
-def request_for(operation: str, image: str = SUBJECT.payload(), **fields: object) -> dict[str, object]:
+def request_for(operation: str, image: str = SUBJECT.base64, **fields: object) -> dict[str, object]:
     """The smallest valid body of an operation."""
     extra: dict[str, object] = {"prompt": "a sunny beach"} if operation == REPLACE else {}
     return {"image": image, **extra, **fields}
@@ -54,7 +52,7 @@ def test_an_async_call_answers_202_and_its_status_url_ends_completed(bria_api: B
 
 
 def test_replace_background_with_reference_images_has_no_refined_prompt(bria_api: BriaApi) -> None:
-    body = {"image": SUBJECT.payload(), "ref_images": [BACKGROUND.payload()], "sync": True}
+    body = {"image": SUBJECT.base64, "ref_images": [BACKGROUND.base64], "sync": True}
 
     response = bria_api.submit(REPLACE, body)
 
@@ -139,11 +137,9 @@ def test_an_image_url_on_the_target_is_read(bria_api: BriaApi, bria_target: Targ
 
 @pytest.mark.fake_only("moderation markers are the fake's own")
 def test_an_input_marked_unsafe_is_422_with_input_moderation(bria_api: BriaApi) -> None:
-    marked = InputImage(
-        encode(subject_image((32, 32)), "JPEG", comment="bria-mock:unsafe-input"), "JPEG", "RGB", (32, 32)
-    )
+    marked = make_image("JPEG", size=(32, 32), comment="bria-mock:unsafe-input")
 
-    response = bria_api.submit(RMBG, request_for(RMBG, marked.payload(), visual_input_content_moderation=True))
+    response = bria_api.submit(RMBG, request_for(RMBG, marked.base64, visual_input_content_moderation=True))
 
     assert response.status_code == 422
     assert error_details(response).startswith("image")
@@ -151,8 +147,7 @@ def test_an_input_marked_unsafe_is_422_with_input_moderation(bria_api: BriaApi) 
 
 @pytest.mark.fake_only("moderation markers are the fake's own")
 def test_output_moderation_ends_an_async_job_in_error_422(bria_api: BriaApi) -> None:
-    marked = encode(subject_image((32, 32)), "JPEG", comment="bria-mock:unsafe-output")
-    image = InputImage(marked, "JPEG", "RGB", (32, 32)).payload()
+    image = make_image("JPEG", size=(32, 32), comment="bria-mock:unsafe-output").base64
 
     accepted = bria_api.submit(RMBG, request_for(RMBG, image, visual_output_content_moderation=True))
     final = bria_api.poll(accepted.json()["status_url"])[-1]
@@ -172,15 +167,11 @@ def test_a_prompt_failing_moderation_is_422_naming_the_prompt(bria_api: BriaApi)
 
 
 @pytest.mark.risky
-@pytest.mark.parametrize(
-    ("image", "fmt"),
-    [(Image.new("L", (24, 24), 128), "PNG"), (Image.new("P", (24, 24), 3), "GIF")],
-    ids=["grey", "gif"],
-)
-def test_an_unsupported_image_is_415(bria_api: BriaApi, image: Image.Image, fmt: str) -> None:
-    unsupported = InputImage(encode(image, fmt), fmt, image.mode, image.size)
+@pytest.mark.parametrize(("fmt", "mode"), [("PNG", "L"), ("GIF", "P")], ids=["grey", "gif"])
+def test_an_unsupported_image_is_415(bria_api: BriaApi, fmt: str, mode: str) -> None:
+    unsupported = make_image(fmt, mode, (24, 24))
 
-    response = bria_api.submit(RMBG, request_for(RMBG, unsupported.payload()))
+    response = bria_api.submit(RMBG, request_for(RMBG, unsupported.base64))
 
     assert response.status_code == 415
 

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from mock_server.contract_tests.client import BriaApi
 from mock_server.contract_tests.profiles import contract_settings
-from mock_server.contract_tests.strategies import InputImage, input_images
+from mock_server.contract_tests.strategies import input_images
+from mock_server.image_factory import TestImage
 
 # "Scaled to 1 megapixel keeping the aspect ratio": 1024 x 1024 pixels, within 1%.
 ONE_MEGAPIXEL = 1024 * 1024
@@ -26,16 +27,16 @@ def sync_result(bria_api: BriaApi, operation: str, body: dict[str, object]) -> t
 
 @contract_settings()
 @given(image=input_images())
-def test_remove_background_gives_an_rgba_png_of_the_input_size(bria_api: BriaApi, image: InputImage) -> None:
-    assert sync_result(bria_api, "remove_background", {"image": image.payload()}) == ("PNG", "RGBA", image.size)
+def test_remove_background_gives_an_rgba_png_of_the_input_size(bria_api: BriaApi, image: TestImage) -> None:
+    assert sync_result(bria_api, "remove_background", {"image": image.base64}) == ("PNG", "RGBA", image.size)
 
 
 @contract_settings(cost=4)
 @given(image=input_images(), colour=HEX_COLOURS)
 def test_replace_background_gives_about_one_megapixel_with_the_input_aspect_ratio(
-    bria_api: BriaApi, image: InputImage, colour: str
+    bria_api: BriaApi, image: TestImage, colour: str
 ) -> None:
-    fmt, _, (width, height) = sync_result(bria_api, "replace_background", {"image": image.payload(), "prompt": colour})
+    fmt, _, (width, height) = sync_result(bria_api, "replace_background", {"image": image.base64, "prompt": colour})
 
     scale = math.sqrt(ONE_MEGAPIXEL / (image.size[0] * image.size[1]))
     assert fmt == "PNG"
@@ -47,9 +48,9 @@ def test_replace_background_gives_about_one_megapixel_with_the_input_aspect_rati
 @contract_settings()
 @given(image=input_images(), colour=HEX_COLOURS)
 def test_replace_background_with_original_quality_keeps_the_input_size(
-    bria_api: BriaApi, image: InputImage, colour: str
+    bria_api: BriaApi, image: TestImage, colour: str
 ) -> None:
-    body = {"image": image.payload(), "prompt": colour, "original_quality": True}
+    body = {"image": image.base64, "prompt": colour, "original_quality": True}
 
     assert sync_result(bria_api, "replace_background", body)[::2] == ("PNG", image.size)
 
@@ -62,9 +63,9 @@ def test_replace_background_with_original_quality_keeps_the_input_size(
     seed=st.integers(0, 2**31 - 1),
 )
 def test_the_same_seed_gives_a_byte_identical_image(
-    bria_api: BriaApi, image: InputImage, prompt: str, mode: str, seed: int
+    bria_api: BriaApi, image: TestImage, prompt: str, mode: str, seed: int
 ) -> None:
-    body = {"image": image.payload(), "prompt": prompt, "mode": mode, "seed": seed, "original_quality": True}
+    body = {"image": image.base64, "prompt": prompt, "mode": mode, "seed": seed, "original_quality": True}
     urls = []
     for _ in range(2):
         response = bria_api.submit("replace_background", {**body, "sync": True})

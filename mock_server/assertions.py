@@ -9,14 +9,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mock_server.journal import Entry, Journal, matches
+from mock_server.journal import Entry, Journal, check_criteria, matches
 
 NEAREST = 3
 
 
 def assert_called(journal: Journal, *, times: int | None = None, at_least: int = 1, **criteria: Any) -> list[Entry]:
     """The entries matching ``criteria`` (endpoint, method, status, token, path, body={...});
-    fails unless there are exactly ``times`` of them, or at least ``at_least``."""
+    fails unless there are exactly ``times`` of them, or at least ``at_least``.
+    An unknown criterion is a ``TypeError`` naming the closest valid one, even on an empty journal."""
+    check_criteria(criteria, also=("times", "at_least"))
     found = journal.entries(**criteria)
     if (times is not None and len(found) != times) or (times is None and len(found) < at_least):
         expected = f"exactly {times}" if times is not None else f"at least {at_least}"
@@ -33,6 +35,8 @@ def assert_not_called(journal: Journal, **criteria: Any) -> None:
 
 def assert_called_in_order(journal: Journal, *steps: Mapping[str, Any]) -> None:
     """Fails unless requests matching each step were made in this order (others may come between)."""
+    for step in steps:
+        check_criteria(step)
     entries = journal.entries()
     position = 0
     for index, step in enumerate(steps):

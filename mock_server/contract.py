@@ -1,7 +1,7 @@
 """The JSON Schemas in ``schemas/``: loaded once, used to validate requests and responses.
 
-The schema files are the single source of truth. Installed, they live in
-``mock_server/schemas``; in a source checkout, in the ``schemas/`` folder beside the package.
+The schema files are the single source of truth. They are imported as ``mock_server/schemas``:
+installed, a folder of the package; in a source checkout, a link to the top-level ``schemas/``.
 
 Requests are checked on every call, so they get validators compiled from the schemas
 (fastjsonschema). They report the first rule a body breaks: that the body is an object,
@@ -31,11 +31,12 @@ _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def schema_dir() -> Path:
-    """Where the schema files are: inside the installed package, else in the source checkout."""
-    for candidate in (_PACKAGE_DIR / "schemas", _PACKAGE_DIR.parent / "schemas"):
-        if (candidate / "error.json").is_file():
-            return candidate
-    raise FileNotFoundError("bria-mock's schemas/ folder is missing from this installation")
+    """Where the schema files are: the package's own ``schemas`` folder."""
+    folder = _PACKAGE_DIR / "schemas"
+    if not (folder / "error.json").is_file():
+        # A checkout made with git's core.symlinks off holds the link as a small text file.
+        raise FileNotFoundError(f"bria-mock's schemas are missing from {folder} (is it a symlink git did not make?)")
+    return folder
 
 
 def schema_names() -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import difflib
 import hashlib
 import itertools
 import threading
@@ -19,6 +20,8 @@ from typing import Any
 from mock_server.ids import namespace_id
 
 MAX_KEPT_BODY_BYTES = 16 * 1024
+# What a query can ask of an entry (see ``matches``): the journal's assertions and ``calls()`` take these.
+CRITERIA = ("endpoint", "method", "status", "token", "path", "body")
 _REDACTED = b"<redacted>"
 _UNREAD = object()
 _SECRET_HEADERS = frozenset({b"api_token", b"authorization", b"x-bria-mock-admin-token"})
@@ -132,9 +135,32 @@ class Journal:
         return self._bytes
 
 
+def check_criteria(criteria: Iterable[str], also: Iterable[str] = ()) -> None:
+    """Refuse a criterion no entry has, naming the closest valid one: a misspelt keyword must not
+    quietly match nothing (``assert_not_called`` would pass) or fail from deep inside.
+
+    ``also`` names the other keywords the caller takes (e.g. ``times``), to suggest them too.
+    """
+    valid = (*CRITERIA, *also)
+    for name in criteria:
+        if name not in valid:
+            raise TypeError(unknown_criterion(name, valid))
+
+
+def unknown_criterion(name: str, valid: Iterable[str] = CRITERIA) -> str:
+    """The message for an unknown criterion: the closest valid name, and all of them."""
+    valid = tuple(valid)
+    closest = difflib.get_close_matches(name, valid, n=1)
+    hint = f"; did you mean {closest[0]!r}?" if closest else ""
+    return f"unknown criterion {name!r}{hint} (valid: {', '.join(valid)})"
+
+
 def matches(entry: Entry, criteria: Mapping[str, Any]) -> bool:
-    """Whether an entry satisfies query criteria (``None`` values are ignored)."""
+    """Whether an entry satisfies query criteria (``None`` values are ignored); ``TypeError`` for a
+    criterion that is not one of ``CRITERIA``."""
     for key, wanted in criteria.items():
+        if key not in CRITERIA:
+            raise TypeError(unknown_criterion(key))
         if wanted is None:
             continue
         if key == "token":
@@ -146,7 +172,7 @@ def matches(entry: Entry, criteria: Mapping[str, Any]) -> bool:
         elif key == "status":
             if entry.status != int(wanted):
                 return False
-        elif getattr(entry, key) != wanted:
+        elif getattr(entry, key) != wanted:  # endpoint, method, path
             return False
     return True
 

@@ -21,10 +21,10 @@ from mock_server.contract_tests import profiles
 from mock_server.contract_tests.client import BriaApi, Observer, as_curl
 from mock_server.contract_tests.guard import MAX_SLEEP_SECONDS, SpendGuard
 from mock_server.contract_tests.recording import Recorder
-from mock_server.contract_tests.strategies import make_image
 from mock_server.contract_tests.target import FAKE_TOKEN, Target, choose_target
 from mock_server.drift import compare_recording
 from mock_server.fixtures.plugin import BriaMock
+from mock_server.image_factory import make_image
 from mock_server.verify import render_markdown
 from mock_server.verify_report import build_report, check_api_response, check_image_response, status_is_documented
 
@@ -211,7 +211,7 @@ def test_a_429_is_retried_three_times_then_the_test_is_skipped(
 
 def test_the_spend_cap_skips_before_sending(bria_mock: BriaMock, make_api: Callable[..., BriaApi]) -> None:
     api = make_api(bria_mock.base_url, "t", SpendGuard(max_calls=1))
-    body = {"image": make_image((16, 16)).payload()}
+    body = {"image": make_image("JPEG", size=(16, 16)).base64}
 
     assert api.submit("remove_background", body).status_code == 202
     with pytest.raises(pytest.skip.Exception, match="spend cap reached"):
@@ -248,7 +248,7 @@ def recorded(bria_mock: BriaMock, tmp_path: Path, make_api: Callable[..., BriaAp
     """A small recording of the fake: a sync call and its image, an async call polled to the end."""
     directory = tmp_path / "recording"
     api = make_api(bria_mock.base_url, SECRET, recorder=Recorder(directory, target=bria_mock.base_url, live=True))
-    image = make_image((24, 16)).payload()
+    image = make_image("JPEG", size=(24, 16)).base64
     done = api.submit("remove_background", {"image": image, "sync": True}).json()
     api.download(done["result"]["image_url"])
     accepted = api.submit("replace_background", {"image": image, "prompt": "#00FF00", "original_quality": True})

@@ -159,7 +159,7 @@ def submit_with_job_rule(api: httpx.Client, mock: BriaMock, action: dict[str, ob
 
 def test_a_job_that_stays_in_progress_forever(api: httpx.Client, bria_mock: BriaMock) -> None:
     status_url = submit_with_job_rule(api, bria_mock, {"state": "IN_PROGRESS"})
-    bria_mock.backend.clock.advance(1000)
+    bria_mock.advance(1000)
 
     assert {api.get(status_url).json()["status"] for _ in range(5)} == {"IN_PROGRESS"}
 
@@ -198,7 +198,7 @@ def test_a_job_that_ends_badly(
 
 def test_the_status_endpoint_answers_503_for_a_while(api: httpx.Client, bria_mock: BriaMock) -> None:
     status_url = api.post(RMBG, json=body(bria_mock)).json()["status_url"]
-    bria_mock.backend.add_rules({"endpoint": "status", "action": {"type": "error", "status": 503}, "times": 2})
+    bria_mock.add_rule({"endpoint": "status", "action": {"type": "error", "status": 503}, "times": 2})
 
     codes = [api.get(status_url).status_code for _ in range(4)]
 
@@ -212,6 +212,6 @@ def test_result_urls_that_expire_or_fail(
     api: httpx.Client, bria_mock: BriaMock, action: dict[str, object], code: int
 ) -> None:
     image_url = api.post(RMBG, json={**body(bria_mock), "sync": True}).json()["result"]["image_url"]
-    bria_mock.backend.add_rules({"endpoint": "result", "action": action})
+    bria_mock.add_rule({"endpoint": "result", "action": action})
 
     assert httpx.get(image_url).status_code == code

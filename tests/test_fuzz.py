@@ -12,7 +12,6 @@ Generated strings include lone surrogates: the fake answers them with 400 (not v
 from __future__ import annotations
 
 import base64
-import io
 import json
 import os
 from collections.abc import Iterator
@@ -33,11 +32,11 @@ from schemathesis.checks import (
 )
 from starlette.applications import Starlette
 
-from mock_server import samples
 from mock_server.app import create_app
 from mock_server.config import Settings
 from mock_server.contract import load_schema, validate_request
 from mock_server.errors import BadRequest, BriaError, UnsupportedMediaType
+from mock_server.image_factory import make_image
 from mock_server.inputs import decode_base64, decode_image
 from mock_server.server import ServerThread
 
@@ -233,20 +232,15 @@ def test_base64_in_every_client_spelling_decodes_to_the_same_bytes(
 
 
 def _seed_images() -> list[bytes]:
-    image = samples.subject_image((24, 16))
-    out = []
-    for fmt, mode in (
+    formats_and_modes = (
         ("PNG", "RGB"),
         ("PNG", "RGBA"),
         ("JPEG", "RGB"),
         ("WEBP", "RGB"),
         ("GIF", "P"),
         ("JPEG", "CMYK"),
-    ):
-        buffer = io.BytesIO()
-        image.convert(mode).save(buffer, fmt)
-        out.append(buffer.getvalue())
-    return out
+    )
+    return [make_image(fmt, mode, (24, 16)).data for fmt, mode in formats_and_modes]
 
 
 SEEDS = _seed_images()

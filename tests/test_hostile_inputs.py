@@ -30,6 +30,7 @@ from mock_server import samples
 from mock_server.config import Settings
 from mock_server.contract import load_schema, response_errors, response_schema
 from mock_server.fixtures.plugin import BriaMock
+from mock_server.image_factory import draw_subject
 from mock_server.server import ServerThread
 
 ENDPOINTS = ("remove_background", "replace_background")
@@ -508,7 +509,7 @@ FIRST, SECOND = (250, 20, 20), (20, 20, 250)
 
 
 def animated(fmt: str, **options: Any) -> bytes:
-    first = samples.subject_image((64, 48)).convert("RGB")
+    first = draw_subject((64, 48))
     first.paste(FIRST, (28, 20, 36, 28))  # a red square at the centre of frame 1 only
     second = Image.new("RGB", (64, 48), SECOND)
     return encode(first, fmt, save_all=True, append_images=[second], duration=100, **options)

@@ -12,7 +12,7 @@ from PIL import Image
 from mock_server import Settings
 from mock_server.backend import BriaBackend
 from mock_server.errors import UnsupportedMediaType
-from mock_server.fixtures.images import make_image
+from mock_server.image_factory import make_image
 from mock_server.inputs import CACHED_BYTES, TooLargeToDecodeHere, check_image
 from mock_server.resolver import INLINE_MAX_PIXELS
 

@@ -9,8 +9,9 @@ import time
 
 import httpx
 
-from mock_server.fixtures.images import make_image
 from mock_server.fixtures.plugin import BriaMock
+from mock_server.image_factory import make_image
+from mock_server.server import ServerThread
 
 RMBG = "/v2/image/edit/remove_background"
 
@@ -22,9 +23,9 @@ def test_jobs_expire_after_the_ttl_and_then_answer_404(
     api.get(accepted["status_url"])
     result_url = api.get(accepted["status_url"]).json()["result"]["image_url"]
 
-    bria_mock.backend.clock.advance(bria_mock.backend.settings.job_ttl_seconds - 1)
+    bria_mock.advance(bria_mock.settings.job_ttl_seconds - 1)
     assert api.get(accepted["status_url"]).status_code == 200
-    bria_mock.backend.clock.advance(2)
+    bria_mock.advance(2)
 
     assert api.get(accepted["status_url"]).json() == {"status": "NOT_FOUND"}
     assert httpx.get(result_url).status_code == 404
@@ -77,12 +78,13 @@ def test_past_max_result_bytes_the_oldest_jobs_expire_first(make_server, client_
 
 
 def test_an_async_job_is_processed_on_its_first_due_poll(
-    api: httpx.Client, bria_mock: BriaMock, subject_jpeg_b64: str
+    api: httpx.Client, bria_mock_server: ServerThread, subject_jpeg_b64: str
 ) -> None:
+    jobs = bria_mock_server.backend.jobs  # the job's own state, which no client and no handle sees
     request_id = api.post(RMBG, json={"image": subject_jpeg_b64}).json()["request_id"]
-    job = bria_mock.backend.jobs.get(request_id)
+    job = jobs.get(request_id)
     assert job is not None and job.outcome is None and job.task is None  # accepted, nothing rendered yet
-    assert bria_mock.backend.jobs.image_bytes == len(base64.b64decode(subject_jpeg_b64))  # its input is held
+    assert jobs.image_bytes == len(base64.b64decode(subject_jpeg_b64))  # its input is held
 
     assert api.get(f"/v2/status/{request_id}").json()["status"] == "IN_PROGRESS"  # not due: still not rendered
     assert job.outcome is None
@@ -90,7 +92,7 @@ def test_an_async_job_is_processed_on_its_first_due_poll(
 
     assert done["status"] == "COMPLETED"
     assert job.work is None  # the input is released once the result exists
-    assert bria_mock.backend.jobs.image_bytes == len(httpx.get(done["result"]["image_url"]).content)
+    assert jobs.image_bytes == len(httpx.get(done["result"]["image_url"]).content)
 
 
 def test_waiting_inputs_count_toward_max_result_bytes(make_server, client_for, subject_jpeg_b64: str) -> None:  # type: ignore[no-untyped-def]

@@ -8,8 +8,9 @@ import httpx
 import pytest
 
 from mock_server.assertions import assert_called, assert_called_in_order, assert_not_called
-from mock_server.fixtures.images import make_image
 from mock_server.fixtures.plugin import BriaMock
+from mock_server.image_factory import make_image
+from mock_server.server import ServerThread
 
 RMBG = "/v2/image/edit/remove_background"
 REPLACE = "/v2/image/edit/replace_background"
@@ -18,10 +19,10 @@ REPLACE = "/v2/image/edit/replace_background"
 def test_an_exchange_is_recorded_without_token_or_image_payload(
     api: httpx.Client, bria_mock: BriaMock, subject_jpeg_b64: str
 ) -> None:
-    bria_mock.backend.add_rules({"id": "slowish", "action": {"type": "latency", "ms": 1}})
+    bria_mock.add_rule({"id": "slowish", "action": {"type": "latency", "ms": 1}})
     api.post(RMBG, json={"image": subject_jpeg_b64, "sync": True})
 
-    (entry,) = bria_mock.backend.journal.entries(endpoint="remove_background")
+    (entry,) = bria_mock.calls(endpoint="remove_background")
     assert (entry.method, entry.path, entry.status, entry.rules) == ("POST", RMBG, 200, ["slowish"])
     assert entry.request_headers["api_token"] == "<redacted>"
     assert entry.body["image"]["format"] == "JPEG"
@@ -60,8 +61,10 @@ def test_the_journal_is_bounded_by_count_and_bytes(make_server, client_for) -> N
     assert 1 <= kept < 20
 
 
-def test_verification_helpers_pass_and_fail_with_the_nearest_requests(api: httpx.Client, bria_mock: BriaMock) -> None:
-    journal = bria_mock.backend.journal
+def test_verification_helpers_pass_and_fail_with_the_nearest_requests(
+    api: httpx.Client, bria_mock: BriaMock, bria_mock_server: ServerThread
+) -> None:
+    journal = bria_mock_server.backend.journal
     api.post(REPLACE, json={"image": bria_mock.url("/samples/subject.jpg"), "prompt": "a beach"})
     api.get("/v2/status/x")
 
@@ -79,15 +82,15 @@ def test_verification_helpers_pass_and_fail_with_the_nearest_requests(api: httpx
 @pytest.mark.parametrize("image", ["data:", "data:image/png;base64", "data:,"])
 def test_odd_data_urls_are_summarised_without_error(api: httpx.Client, bria_mock: BriaMock, image: str) -> None:
     assert api.post(RMBG, json={"image": image}).status_code in (400, 415)
-    assert not bria_mock.backend.crashes
-    assert bria_mock.backend.journal.entries(endpoint="remove_background")[0].body["image"]["size"] >= 0
+    assert not bria_mock.crashes()
+    assert bria_mock.calls(endpoint="remove_background")[0].body["image"]["size"] >= 0
 
 
 def test_a_small_body_is_summarised_when_the_journal_is_read(api: httpx.Client, bria_mock: BriaMock) -> None:
     tiny = make_image(format="PNG", size=(8, 8))
     api.post(RMBG, json={"image": tiny.base64})
 
-    (entry,) = bria_mock.backend.journal.entries(endpoint="remove_background")
+    (entry,) = bria_mock.calls(endpoint="remove_background")
     assert isinstance(entry.request_body, bytes)  # recorded as bytes: nothing spent on it yet
     assert tiny.base64 not in repr(entry)
     assert entry.body["image"] == {

@@ -18,8 +18,9 @@ from PIL import Image
 from mock_server import ratelimit
 from mock_server.app import create_app
 from mock_server.config import Settings
-from mock_server.fixtures.images import make_image
 from mock_server.fixtures.plugin import BriaMock
+from mock_server.image_factory import make_image
+from mock_server.server import ServerThread
 
 RMBG = "image/edit/remove_background"
 
@@ -100,14 +101,14 @@ def _states_for(limiter: ratelimit.RateLimiter, tokens: str) -> list[dict[str, o
     return [bucket for token in tokens for bucket in limiter.state(token)]
 
 
-@pytest.mark.bria_strict(False)  # this test makes the fake crash on purpose
+@pytest.mark.bria_allow_crashes  # this test makes the fake crash on purpose
 def test_a_crash_is_recorded_once_and_the_connection_stays_usable(
-    bria_mock: BriaMock, monkeypatch: pytest.MonkeyPatch
+    bria_mock: BriaMock, bria_mock_server: ServerThread, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async def broken(request_id: str, token: str) -> None:
         raise ZeroDivisionError("inside the fake")
 
-    monkeypatch.setattr(bria_mock.backend, "status", broken)
+    monkeypatch.setattr(bria_mock_server.backend, "status", broken)
     with httpx.Client(base_url=bria_mock.base_url, headers={"api_token": "t"}) as client:
         crashed = client.get("/v2/status/x")
         after = client.get("/bria-mock/health")  # the same keep-alive connection
@@ -115,13 +116,13 @@ def test_a_crash_is_recorded_once_and_the_connection_stays_usable(
     assert crashed.status_code == 500
     assert crashed.json()["error"]["details"] == "bria-mock internal error: ZeroDivisionError"
     assert after.status_code == 200
-    assert len(bria_mock.backend.crashes) == 1
+    assert len(bria_mock.crashes()) == 1
 
 
 def test_a_sync_call_whose_processing_crashes_ends_its_job_unknown(
     bria_mock: BriaMock, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> None:
-    request.applymarker(pytest.mark.bria_strict(False))
+    request.applymarker(pytest.mark.bria_allow_crashes)
 
     def broken(*args: object, **kwargs: object) -> bytes:
         raise ZeroDivisionError("inside rendering")

@@ -22,7 +22,7 @@ def codes(api: httpx.Client, mock: BriaMock, n: int = 3, **extra: object) -> lis
 
 
 def test_python_api_fail_twice_then_succeed(api: httpx.Client, bria_mock: BriaMock) -> None:
-    bria_mock.backend.add_rules(FAIL_TWICE)
+    bria_mock.add_rule(FAIL_TWICE)
 
     assert codes(api, bria_mock) == [503, 503, 202]
 
@@ -83,11 +83,9 @@ def test_header_rules_apply_to_that_request_only(api: httpx.Client, bria_mock: B
 
 
 def test_match_on_body_fields_method_and_call_count(api: httpx.Client, bria_mock: BriaMock) -> None:
-    bria_mock.backend.add_rules(
-        [
-            {"body": {"sync": True}, "method": "POST", "action": {"type": "error", "status": 500}},
-            {"endpoint": "remove_background", "calls": [2], "action": {"type": "error", "status": 502}},
-        ]
+    bria_mock.add_rules(
+        {"body": {"sync": True}, "method": "POST", "action": {"type": "error", "status": 500}},
+        {"endpoint": "remove_background", "calls": [2], "action": {"type": "error", "status": 502}},
     )
 
     assert codes(api, bria_mock, 1, sync=True) == [500]
@@ -100,7 +98,7 @@ def test_seeded_probability_replays_the_same_schedule(api: httpx.Client, bria_mo
     schedules = []
     for _ in range(2):
         bria_mock.reset()
-        bria_mock.backend.add_rules(rule)
+        bria_mock.add_rule(rule)
         schedules.append(codes(api, bria_mock, 12))
 
     assert schedules[0] == schedules[1]
@@ -108,17 +106,17 @@ def test_seeded_probability_replays_the_same_schedule(api: httpx.Client, bria_mo
 
 
 def test_an_explicit_schedule_fires_exactly_where_it_says(api: httpx.Client, bria_mock: BriaMock) -> None:
-    bria_mock.backend.add_rules({"action": {"type": "error", "status": 500}, "schedule": [False, True, True, False]})
+    bria_mock.add_rule({"action": {"type": "error", "status": 500}, "schedule": [False, True, True, False]})
 
     assert codes(api, bria_mock, 5) == [202, 500, 500, 202, 202]
-    assert list(bria_mock.backend.rules.list()[0].history) == [False, True, True, False, False]
+    assert list(bria_mock.rules()[0].history) == [False, True, True, False, False]
 
 
 def test_for_seconds_limits_a_rule_on_the_virtual_clock(api: httpx.Client, bria_mock: BriaMock) -> None:
-    bria_mock.backend.add_rules({"action": {"type": "error", "status": 503}, "for_seconds": 60})
+    bria_mock.add_rule({"action": {"type": "error", "status": 503}, "for_seconds": 60})
     assert codes(api, bria_mock, 1) == [503]
 
-    bria_mock.backend.clock.advance(60)
+    bria_mock.advance(60)
 
     assert codes(api, bria_mock, 1) == [202]
 
@@ -159,13 +157,13 @@ def test_the_admin_token_protects_the_controls(make_server, header: dict[str, st
 def test_non_finite_or_out_of_range_control_values_are_400_and_change_nothing(
     bria_mock: BriaMock, path: str, body: bytes
 ) -> None:
-    before = bria_mock.backend.clock.now()
+    before = bria_mock.now()
 
     response = httpx.post(bria_mock.url(path), content=body, headers={"content-type": "application/json"})
 
     assert response.status_code == 400
-    assert bria_mock.backend.clock.now() - before < 60
-    assert bria_mock.backend.rules.list() == []
+    assert bria_mock.now() - before < 60
+    assert bria_mock.rules() == []
     assert httpx.get(bria_mock.url("/bria-mock/state")).status_code == 200
 
 

@@ -150,17 +150,17 @@ def test_base64_input_through_the_sdk(bria_env: BriaMock) -> None:
 def test_the_sdk_rides_out_429s_on_the_status_service(bria_env: BriaMock) -> None:
     # Retry-After: 1, honoured as it is (a "0" would fall back to the SDK's own backoff of seconds).
     limited = {"type": "error", "status": 429, "headers": {"Retry-After": "1"}}
-    bria_env.backend.add_rules({"endpoint": "status", "action": limited, "times": 2})
+    bria_env.add_rule({"endpoint": "status", "action": limited, "times": 2})
     with BriaSyncClient() as client:
         submitted = client.submit(endpoint=RMBG, payload=PAYLOADS[RMBG](bria_env), raise_for_status=True)
         done = client.poll(submitted, interval=0.05, timeout=20)
 
     assert done.status == "COMPLETED"
-    assert bria_env.backend.rules.list()[0].fired == 2
+    assert bria_env.rules()[0].fired == 2
 
 
 def test_a_job_held_in_progress_times_the_sdk_poll_out(bria_env: BriaMock) -> None:
-    bria_env.backend.add_rules({"endpoint": "remove_background", "action": {"type": "job", "state": "IN_PROGRESS"}})
+    bria_env.add_rule({"endpoint": "remove_background", "action": {"type": "job", "state": "IN_PROGRESS"}})
     with BriaSyncClient() as client:
         submitted = client.submit(endpoint=RMBG, payload=PAYLOADS[RMBG](bria_env), raise_for_status=True)
         with pytest.raises(TimeoutError):
