@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 from starlette.applications import Starlette
 from starlette.requests import Request
 
-from mock_server import admin, handlers, operations
+from mock_server import admin, connection_faults, handlers, operations
 from mock_server.backend import BriaBackend
 from mock_server.config import Settings
 from mock_server.context import context_of
-from mock_server.errors import error_answer
+from mock_server.errors import error_answer, is_crash
 from mock_server.routing import Route, Router
 from mock_server.traffic import Exchange
 
@@ -72,17 +72,19 @@ class RequestPath:
         if match.traffic is not None:
             await Exchange(self.backend, scope, match).serve(receive, send)
             return
-        request = Request(scope, receive)
+        crash: Exception | None = None
         try:
             if match.error is not None:
                 raise match.error
             assert match.route is not None
             scope["path_params"] = match.params
-            response = await match.route.endpoint(request)
+            response = await match.route.endpoint(Request(scope, receive))
         except Exception as exc:
             where = f"on {scope['method']} {scope['path']}"
             response = error_answer(exc, context_of(scope).request_id, self.backend.crashes, where)
+            crash = exc if is_crash(exc) else None
         await response(scope, receive, send)
+        connection_faults.raise_in_process(crash, send)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:

@@ -25,6 +25,18 @@ class NoSocket(ServerError):
     as a 500 saying so, not a crash of the fake."""
 
 
+def has_socket(send: Send) -> bool:
+    """Whether ``send`` writes to a real connection (uvicorn) rather than an in-process client."""
+    return getattr(getattr(send, "__self__", None), "transport", None) is not None
+
+
+def raise_in_process(crash: BaseException | None, send: Send) -> None:
+    """After a crash has been answered: raise it again for an in-process client, whose transport
+    raises it in the test at the call (over a socket, re-raising would only drop the connection)."""
+    if crash is not None and not has_socket(send):
+        raise crash
+
+
 def transport_of(send: Send) -> asyncio.Transport:
     transport = getattr(getattr(send, "__self__", None), "transport", None)
     if transport is None:

@@ -211,6 +211,11 @@ class CrashLog:
         return self._crashes[index]
 
 
+def is_crash(exc: BaseException) -> bool:
+    """Whether an exception is a bug in the fake (not an answer it meant to give, nor a client leaving)."""
+    return not isinstance(exc, BriaError | ClientDisconnect)
+
+
 def error_answer(exc: BaseException, request_id: str, crashes: CrashLog, where: str) -> JSONResponse:
     """The one place an exception becomes an answer: a ``BriaError`` in its envelope (or its own
     body), a client that left mid-body as 400, anything else a recorded crash answered as 500."""

@@ -29,7 +29,7 @@ from mock_server.bodies import (
     read_limited,
 )
 from mock_server.context import RequestContext, context_of
-from mock_server.errors import BadRequest, BriaError, TooManyRequests, error_answer, error_for_code
+from mock_server.errors import BadRequest, BriaError, TooManyRequests, error_answer, error_for_code, is_crash
 from mock_server.ids import namespace_id
 from mock_server.journal import ENTRY_OVERHEAD, digest_of, kept_body, redact_headers
 from mock_server.rules import Decision, Traffic, rules_from_headers
@@ -75,15 +75,18 @@ class Exchange:
 
     async def serve(self, receive: Receive, send: Send) -> None:
         """Apply the policy, answer, and journal the exchange."""
+        crash: Exception | None = None
         try:
             response = await self._answer(receive, send)
         except ClientDisconnect:  # the client left before its request was whole: nothing runs, nobody to answer
             response = None
         except Exception as exc:
             response = self._error(exc)
+            crash = exc if is_crash(exc) else None
         if response is not None:
             await self._send(response, receive, send)
         self.record()
+        connection_faults.raise_in_process(crash, send)
 
     async def _answer(self, receive: Receive, send: Send) -> Response | None:
         """The answer to send, or None when a connection fault has already dealt with the client."""

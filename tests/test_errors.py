@@ -9,8 +9,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from mock_server.fixtures.images import make_image
 from mock_server.fixtures.plugin import BriaMock
+from mock_server.image_factory import make_image
 
 RMBG = "/v2/image/edit/remove_background"
 REPLACE = "/v2/image/edit/replace_background"

@@ -9,8 +9,8 @@ import pytest
 from mock_server import operations
 from mock_server.app import routes
 from mock_server.contract import load_schema, response_errors
-from mock_server.fixtures.images import make_image
 from mock_server.fixtures.plugin import BriaMock
+from mock_server.image_factory import make_image
 from mock_server.openapi import document
 
 OPERATIONS = operations.OPERATIONS

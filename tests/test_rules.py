@@ -249,7 +249,7 @@ def test_a_job_action_on_requests_that_create_no_job_is_refused(bria_mock: BriaM
 
     assert response.status_code == 400
     assert "a job action shapes the jobs that edit requests" in response.json()["error"]["details"]
-    assert bria_mock.backend.rules.list() == []
+    assert bria_mock.rules() == []
 
 
 def test_a_job_action_on_an_edit_endpoint_is_accepted(bria_mock: BriaMock) -> None:

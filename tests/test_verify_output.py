@@ -16,9 +16,9 @@ from mock_server import verify
 from mock_server.contract_tests.client import BriaApi, Observer
 from mock_server.contract_tests.guard import SpendGuard
 from mock_server.contract_tests.recording import Recorder
-from mock_server.contract_tests.strategies import make_image
 from mock_server.contract_tests.target import Target, choose_target
 from mock_server.fixtures.plugin import BriaMock
+from mock_server.image_factory import make_image
 from mock_server.verify_report import build_report
 
 NOTHING_LISTENS = "http://127.0.0.1:9"  # the discard port: nothing answers HTTP there
@@ -107,7 +107,9 @@ def recording(bria_mock: BriaMock, tmp_path: Path) -> Iterator[Path]:
     directory = tmp_path / "recording"
     recorder = Recorder(directory, target=bria_mock.base_url, live=True)
     api = BriaApi(Target(bria_mock.base_url, "t"), SpendGuard(max_calls=None), Observer(), recorder)
-    accepted = api.submit("replace_background", {"image": make_image((24, 16)).payload(), "prompt": "#00FF00"})
+    accepted = api.submit(
+        "replace_background", {"image": make_image("PNG", "RGB", (24, 16)).base64, "prompt": "#00FF00"}
+    )
     api.poll(accepted.json()["status_url"])
     yield directory
     api.close()
