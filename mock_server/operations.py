@@ -3,14 +3,19 @@
 Routes, the endpoint names that rules and the journal use, ``/openapi.json``, the verify
 report's sections and the contract suite's parametrisation are all read from ``OPERATIONS``.
 Adding an endpoint is one entry here, its schema files in ``schemas/`` and one image function.
+The entries of the other edits are built in ``edit_operations`` (around the subject, masks,
+size and canvas) and ``instruction_operations`` (instruction and style edits, the FIBO edit,
+structured instructions); what an entry carries is ``operation_model.Operation``.
 
-An operation differs from the others only in its data and in two functions:
+An operation differs from the others only in its data and in three functions:
 
 - ``check`` runs on the validated request (defaults filled in) before any image is read, and
   may add fields the result needs (a drawn ``seed``) or raise a documented error;
-- ``produce`` turns the request and its checked input images into the result: PNG bytes and
-  the result's other fields. It runs in a worker thread, once per job, and is deterministic
-  for the same request (and seed).
+- ``check_inputs`` runs on the checked input images (their sizes known) before the job is
+  accepted: mask and geometry rules;
+- ``produce`` turns the request and its checked input images into the result: PNG bytes (or
+  none, for ``structured_instruction_generate``) and the result's other fields. It runs in a
+  worker thread, once per job, and is deterministic for the same request (and seed).
 """
 
 from __future__ import annotations
