@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mock_server import imaging
 
 SIZE = (1216, 864)  # 1,050,624 pixels, a 3:2-ish photo
+BASELINE = "baseline: decode JPEG + encode RGBA PNG (defaults)"
 
 
 def make_jpeg() -> bytes:
@@ -80,6 +81,75 @@ def replace(data: bytes, **overrides: Any) -> bytes:
     return imaging.replace_background(decode(data), **arguments)
 
 
+def baseline_at(data: bytes, factor: int) -> bytes:
+    """Bare Pillow for a larger result: decode the JPEG, encode an RGB PNG ``factor`` times its sides (defaults)."""
+    image = decode(data)
+    buffer = io.BytesIO()
+    image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def centre_mask(data: bytes) -> Image.Image:
+    """A binary mask of the photo's size: a white rectangle over its middle third."""
+    width, height = decode(data).size
+    mask = Image.new("L", (width, height), 0)
+    ImageDraw.Draw(mask).rectangle((width // 3, height // 3, 2 * width // 3, 2 * height // 3), fill=255)
+    return mask
+
+
+def edit_cases(data: bytes) -> dict[str, tuple[Callable[[], object], str]]:
+    """The other edits, each with the baseline that encodes a result of its size."""
+    from mock_server import edits, resizing, restyling
+
+    mask = centre_mask(data)
+    width, height = decode(data).size
+    canvas = resizing.expand_layout(
+        (width, height),
+        aspect_ratio="1:1",
+        canvas_size=(1000, 1000),
+        original_image_size=None,
+        original_image_location=None,
+    )
+    same, double = BASELINE, "baseline x2: decode JPEG + encode a PNG twice the sides (defaults)"
+    return {
+        double: (lambda: baseline_at(data, 2), double),
+        "erase_foreground": (lambda: edits.erase_foreground(decode(data), preserve_alpha=True), same),
+        "blur_background (scale 5)": (lambda: edits.blur_background(decode(data), scale=5, preserve_alpha=True), same),
+        "crop_foreground": (
+            lambda: edits.crop_foreground(
+                decode(data), padding=10, force_background_detection=False, preserve_alpha=True
+            ),
+            same,
+        ),
+        "erase (mask)": (lambda: edits.erase(decode(data), mask, mask_type="manual", preserve_alpha=True), same),
+        "gen_fill (mask)": (
+            lambda: edits.gen_fill(
+                decode(data), mask, prompt="a vase", negative_prompt=None, seed=1, preserve_alpha=True
+            ),
+            same,
+        ),
+        "expand (1:1)": (
+            lambda: resizing.expand(
+                decode(data), canvas, prompt="a room", negative_prompt=None, seed=1, preserve_alpha=True
+            ),
+            same,
+        ),
+        "restyle (and every instruction edit)": (
+            lambda: restyling.seeded_edit(decode(data), "restyle", {"style": "anime"}, 1),
+            same,
+        ),
+        "edit (FIBO, masked)": (
+            lambda: restyling.seeded_edit(decode(data), "edit", {"instruction": "make it blue"}, 1, mask),
+            same,
+        ),
+        "increase_resolution (x2)": (
+            lambda: resizing.increase_resolution(decode(data), desired_increase=2, preserve_alpha=True),
+            double,
+        ),
+        "enhance (x2)": (lambda: resizing.enhance(decode(data), seed=1, preserve_alpha=True), double),
+    }
+
+
 def at_default_png_level(call: Callable[[], bytes]) -> bytes:
     """Run ``call`` with imaging encoding at Pillow's default PNG level, to show the processing cost alone."""
     chosen = imaging.PNG_COMPRESS_LEVEL
@@ -122,11 +192,11 @@ class Row:
     ratio: float = 1.0
 
 
-def measure(data: bytes, runs: int) -> list[Row]:
-    """Time every case on ``data``; ratios are to the first (baseline) row."""
+def measure(data: bytes, runs: int, edits: bool = True) -> list[Row]:
+    """Time every case on ``data``; ratios are to the baseline that encodes a result of the case's size."""
     reference = Image.new("RGB", (1600, 1000), (90, 130, 170))
     cases: dict[str, Callable[[], object]] = {
-        "baseline: decode JPEG + encode RGBA PNG (defaults)": lambda: baseline(data),
+        BASELINE: lambda: baseline(data),
         "remove_background": lambda: imaging.remove_background(decode(data)),
         "remove_background, PNG at Pillow's default level 6": lambda: at_default_png_level(
             lambda: imaging.remove_background(decode(data))
@@ -138,6 +208,10 @@ def measure(data: bytes, runs: int) -> list[Row]:
             data, prompt=None, ref_images=[reference], enhance_ref_images=True
         ),
     }
+    baselines = dict.fromkeys(cases, BASELINE)
+    if edits:
+        for name, (call, against) in edit_cases(data).items():
+            cases[name], baselines[name] = call, against
     for call in cases.values():
         call()  # warm-up
     # Interleaved rounds, so that a change in machine load hits every case alike.
@@ -145,10 +219,8 @@ def measure(data: bytes, runs: int) -> list[Row]:
     for _ in range(runs):
         for name, call in cases.items():
             times[name].append(seconds(call))
-    rows = [Row(name, 1000 * statistics.median(samples)) for name, samples in times.items()]
-    for row in rows:
-        row.ratio = row.ms / rows[0].ms
-    return rows
+    medians = {name: 1000 * statistics.median(samples) for name, samples in times.items()}
+    return [Row(name, ms, ms / medians[baselines[name]]) for name, ms in medians.items()]
 
 
 def table(rows: list[Row]) -> str:
@@ -162,11 +234,12 @@ def main() -> None:
     """Parse arguments, measure, print the table and optionally write JSON."""
     parser = argparse.ArgumentParser(description="Time the fake's imaging against bare Pillow on a ~1 MP JPEG.")
     parser.add_argument("--runs", type=int, default=15, help="timed runs per case (median reported)")
+    parser.add_argument("--no-edits", action="store_true", help="only remove_background and replace_background")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON to PATH")
     arguments = parser.parse_args()
     data = make_jpeg()
     width, height = decode(data).size
-    rows = measure(data, arguments.runs)
+    rows = measure(data, arguments.runs, edits=not arguments.no_edits)
     info = machine()
     where = f"{info['cpu']}, {info['cores']} cores"
     print(f"{width}x{height} JPEG ({len(data)} bytes), median of {arguments.runs} runs; {where}")

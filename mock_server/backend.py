@@ -121,6 +121,7 @@ class BriaBackend:
     ) -> Job:
         """A new job for a checked request. An async job is processed on its first due status poll
         (see ``status``); ``timeline`` (from a ``job`` rule) holds it longer or ends it another way."""
+        operation.check_inputs(options, inputs)
         output_unsafe = bool(options.get("visual_output_content_moderation")) and (
             "image" in inputs and UNSAFE_OUTPUT_MARKER in inputs["image"].markers
         )
@@ -183,7 +184,8 @@ class BriaBackend:
         if output_unsafe:
             details = "visual_output_content_moderation: the result failed content moderation"
             return Outcome(JobState.ERROR, error=ModerationFailed(details))
-        result = {"image_url": f"{base_url}{RESULTS_PATH}{job.request_id}.png", **output.fields}
+        image_url = {} if output.image is None else {"image_url": f"{base_url}{RESULTS_PATH}{job.request_id}.png"}
+        result = {**image_url, **output.fields}
         return Outcome(JobState.COMPLETED, result=result, image=output.image)
 
     # --- status and results -----------------------------------------------------------

@@ -49,7 +49,7 @@ def remove_background(image: Image.Image, *, preserve_alpha: bool = True) -> byt
     if alpha is not None and preserve_alpha:
         matte = ImageChops.darker(matte, alpha)
     rgb.putalpha(matte)
-    return _png(rgb)
+    return png_bytes(rgb)
 
 
 def replace_background(
@@ -85,7 +85,7 @@ def replace_background(
     )
     rgb, alpha = _resize(rgb, alpha, size)
     matte = alpha if alpha is not None and not force_background_detection else colour_matte(rgb)
-    return _png(Image.composite(rgb, background, matte))
+    return png_bytes(Image.composite(rgb, background, matte))
 
 
 def refine_prompt(prompt: str, mode: str) -> str:
@@ -161,7 +161,7 @@ def _resize(
     return rgba.convert("RGB"), rgba.getchannel("A")
 
 
-def _png(image: Image.Image) -> bytes:
+def png_bytes(image: Image.Image) -> bytes:
     """Encode ``image`` as PNG, with no metadata, at the module's compression level."""
     buffer = io.BytesIO()
     image.save(buffer, "PNG", compress_level=PNG_COMPRESS_LEVEL)

@@ -24,6 +24,8 @@ from mock_server.errors import BadRequest, UnsupportedMediaType
 from mock_server.triggers import image_markers
 
 ACCEPTED_MODES = ("RGB", "RGBA", "CMYK")
+# A mask is black and white: greyscale, bilevel and palette files are masks as good as RGB ones.
+MASK_MODES = (*ACCEPTED_MODES, "L", "LA", "1", "P")
 # Checked images remembered, so that a client sending the same image again (load tests, test
 # suites) is not decoded again: only images up to CACHED_BYTES, at most CACHED_IMAGES of them.
 CACHED_IMAGES = 256
@@ -86,7 +88,7 @@ def check_image(
 ) -> InputImage:
     """Check image bytes as :func:`decode_image` does, remembering small images that pass."""
     remembered = len(data) <= CACHED_BYTES  # (hashing a big image as a key would cost more than it saves)
-    key = (data, formats, max_pixels)
+    key = (data, formats, max_pixels, is_mask_field(field))
     known = _checked.get(key) if remembered else None
     if known is not None:
         return known
@@ -112,12 +114,18 @@ def decode_image(
     width, height = image.size
     if width * height > max_pixels:
         raise UnsupportedMediaType(f"{field}: {width}x{height} pixels is over the limit of {max_pixels} pixels")
-    if image.mode not in ACCEPTED_MODES:
-        raise UnsupportedMediaType(f"{field}: colour mode {image.mode} is not supported; use {_names(ACCEPTED_MODES)}")
+    modes = MASK_MODES if is_mask_field(field) else ACCEPTED_MODES
+    if image.mode not in modes:
+        raise UnsupportedMediaType(f"{field}: colour mode {image.mode} is not supported; use {_names(modes)}")
     if decode_limit is not None and width * height > decode_limit:
         raise TooLargeToDecodeHere(field)
     _load(image, field)
     return image
+
+
+def is_mask_field(field: str) -> bool:
+    """Whether a request field holds a mask (``mask``), which may also be greyscale, bilevel or palette."""
+    return field == "mask"
 
 
 def _open(data: bytes, field: str) -> Image.Image:

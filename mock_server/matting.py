@@ -3,9 +3,13 @@
 The background is assumed to be roughly one colour. Its colour is the median of the
 image's border pixels; each pixel's distance from it goes through a soft ramp whose
 start adapts to the border's own noise, then a blur-and-rethreshold pass removes
-specks and pinholes and a final small blur feathers the edge. All of it runs on an
-image of at most ``WORKING_SIDE`` pixels a side and is scaled back bilinearly, so the
-cost is bounded whatever the input size.
+specks and pinholes. Only background-coloured pixels connected to the image border
+count as background: a region of background colour enclosed by the subject (a white
+label on a bottle before a light backdrop) stays in the subject, as a segmentation
+model would keep it. A final small blur feathers the edge. All of it runs on an
+image of at most ``WORKING_SIDE`` pixels a side (the connectivity on a coarser grid,
+at most ``CONNECTIVITY_SIDE``) and is scaled back bilinearly, so the cost is bounded
+whatever the input size.
 
 Deviation from the real service (RMBG 2.0): this is colour keying, not a model. A
 busy or multi-coloured background, a subject the colour of its background, or a
@@ -20,6 +24,8 @@ from PIL import Image, ImageChops, ImageFilter, ImageStat
 
 WORKING_SIDE = 1024
 """Longest side, in pixels, at which the matte is computed."""
+CONNECTIVITY_SIDE = 128
+"""Longest side of the grid on which background connected to the border is found."""
 
 _RAMP_WIDTH = 40
 _MIN_START, _MAX_START = 16, 96
@@ -43,8 +49,8 @@ def colour_matte(rgb: Image.Image, *, sample_mask: Image.Image | None = None) ->
         return Image.new("L", rgb.size, 255)
     distance = _distance(work, _median_colour(work, ring))
     start = _ramp_start(distance.histogram(mask=ring))
-    matte = distance.point(_ramp_lut(start, start + _RAMP_WIDTH))
-    return _fit(_feather(_clean(matte)), rgb.size)
+    matte = _clean(distance.point(_ramp_lut(start, start + _RAMP_WIDTH)))
+    return _fit(_feather(_keep_enclosed(matte)), rgb.size)
 
 
 def subject_matte(rgb: Image.Image, alpha: Image.Image | None) -> Image.Image:
@@ -135,6 +141,46 @@ def _clean(matte: Image.Image) -> Image.Image:
     """
     blurred = matte.filter(ImageFilter.GaussianBlur(_CLEAN_RADIUS_PX))
     return blurred.point(_ramp_lut(128, 255))
+
+
+def _keep_enclosed(matte: Image.Image) -> Image.Image:
+    """Raise to opaque every background-like pixel that is not connected to the image border.
+
+    Connectivity is found on a coarse grid; the reached region grows by one grid cell before
+    it is scaled back, so that it covers the subject's soft edge band (kept as it is) but
+    never an enclosed region (whose pixels become 255).
+    """
+    scale = min(1.0, CONNECTIVITY_SIDE / max(matte.size))
+    grid = (max(1, round(matte.width * scale)), max(1, round(matte.height * scale)))
+    passable = matte.resize(grid, Image.Resampling.BOX).point(_BACKGROUND_LIKE_LUT)
+    reached = _reach_from_border(passable).filter(ImageFilter.MaxFilter(3))
+    return ImageChops.lighter(matte, ImageChops.invert(_fit(reached, matte.size)))
+
+
+_BACKGROUND_LIKE_LUT = [255] * 128 + [0] * 128  # a matte value under the middle is background-like
+_REACH_CHECK_EVERY = 16
+
+
+def _reach_from_border(passable: Image.Image) -> Image.Image:
+    """The passable pixels (255) 4-connected to the image border, as 255 (a geodesic reconstruction).
+
+    Each step spreads the reached region by one pixel up, down, left and right, inside the
+    passable pixels, until a check finds it unchanged. (``ImageChops.offset`` wraps around:
+    that only joins border pixels to border pixels, which are all seeds already.)
+    """
+    frame = Image.new("L", passable.size, 255)
+    if passable.width > 2 and passable.height > 2:
+        frame.paste(0, (1, 1, passable.width - 1, passable.height - 1))
+    reached = ImageChops.darker(frame, passable)
+    for step in range(1, 4 * sum(passable.size) + 1):
+        spread = reached
+        for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+            spread = ImageChops.lighter(spread, ImageChops.offset(reached, dx, dy))
+        spread = ImageChops.darker(spread, passable)
+        if step % _REACH_CHECK_EVERY == 0 and not ImageChops.difference(spread, reached).getbbox():
+            return spread
+        reached = spread
+    return reached
 
 
 def _feather(matte: Image.Image) -> Image.Image:

@@ -3,85 +3,46 @@
 Routes, the endpoint names that rules and the journal use, ``/openapi.json``, the verify
 report's sections and the contract suite's parametrisation are all read from ``OPERATIONS``.
 Adding an endpoint is one entry here, its schema files in ``schemas/`` and one image function.
+The entries of the other edits are built in ``edit_operations`` (around the subject, masks,
+size and canvas) and ``instruction_operations`` (instruction and style edits, the FIBO edit,
+structured instructions); what an entry carries is ``operation_model.Operation``.
 
-An operation differs from the others only in its data and in two functions:
+An operation differs from the others only in its data and in three functions:
 
 - ``check`` runs on the validated request (defaults filled in) before any image is read, and
   may add fields the result needs (a drawn ``seed``) or raise a documented error;
-- ``produce`` turns the request and its checked input images into the result: PNG bytes and
-  the result's other fields. It runs in a worker thread, once per job, and is deterministic
-  for the same request (and seed).
+- ``check_inputs`` runs on the checked input images (their sizes known) before the job is
+  accepted: mask and geometry rules;
+- ``produce`` turns the request and its checked input images into the result: PNG bytes (or
+  none, for ``structured_instruction_generate``) and the result's other fields. It runs in a
+  worker thread, once per job, and is deterministic for the same request (and seed).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from mock_server.edit_operations import EDIT_OPERATIONS
 from mock_server.errors import BadRequest, ModerationFailed
+from mock_server.instruction_operations import INSTRUCTION_OPERATIONS
+from mock_server.operation_model import (
+    ALL_FORMATS,
+    EDIT_PREFIX,
+    EXAMPLE_IMAGE,
+    Inputs,
+    Operation,
+    Options,
+    Output,
+)
 from mock_server.triggers import prompt_is_unsafe
 
 if TYPE_CHECKING:
     from mock_server.config import Settings
-    from mock_server.inputs import InputImage
 
-ALL_FORMATS = frozenset({"JPEG", "PNG", "WEBP"})
-EDIT_PREFIX = "/v2/image/edit/"
-
-Options = dict[str, Any]
-Inputs = Mapping[str, "InputImage"]  # field (``image``, ``ref_images[1]``) -> its checked image
-
-
-@dataclasses.dataclass(frozen=True)
-class Output:
-    """What an operation made: the result image (PNG) and the result's fields besides ``image_url``."""
-
-    image: bytes
-    fields: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-
-
-@dataclasses.dataclass(frozen=True)
-class Operation:
-    """One API operation: how it is reached, checked, and what it makes."""
-
-    name: str  # the endpoint name rules, the journal and reports use
-    path: str
-    summary: str
-    check: Callable[[Options, Settings], None]
-    produce: Callable[[Mapping[str, Any], Inputs], Output]
-    # A valid request besides its images (each image field gets a sample URL): for /openapi.json and tests.
-    example: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    image_fields: tuple[str, ...] = ("image",)  # fields whose values are images (a string or a list of them)
-    formats: Callable[[Settings], frozenset[str]] = lambda settings: ALL_FORMATS
-    billable: bool = True
-    method: str = "POST"
-
-    @property
-    def request_schema(self) -> str:
-        return f"{self.name}.request"
-
-    @property
-    def result_schema(self) -> str:
-        """The schema of the sync call's 200 answer."""
-        return f"{self.name}.200"
-
-    def example_request(self, image: str) -> dict[str, Any]:
-        """A valid request for this operation with ``image`` as its (only) image."""
-        return {"image": image, **self.example}
-
-    def images_in(self, options: Mapping[str, Any]) -> list[tuple[str, str]]:
-        """The image values of a request as ``(field, value)``: a list field gives ``field[i]``."""
-        found: list[tuple[str, str]] = []
-        for field in self.image_fields:
-            value = options.get(field)
-            if isinstance(value, str):
-                found.append((field, value))
-            elif isinstance(value, list):
-                found.extend((f"{field}[{index}]", item) for index, item in enumerate(value))
-        return found
+__all__ = ["ALL_FORMATS", "OPERATIONS", "Inputs", "Operation", "Options", "Output", "operation"]
 
 
 # --- remove_background ------------------------------------------------------------------------
@@ -157,9 +118,11 @@ OPERATIONS: tuple[Operation, ...] = (
         summary="Replace the background",
         check=_check_replace_background,
         produce=_produce_replace_background,
-        example={"prompt": "a sunny beach"},
+        example={"image": EXAMPLE_IMAGE, "prompt": "a sunny beach"},
         image_fields=("image", "ref_images"),
     ),
+    *EDIT_OPERATIONS,
+    *INSTRUCTION_OPERATIONS,
 )
 
 # Endpoint names beside the operations: the status service, result-image downloads, anything else.

@@ -118,3 +118,42 @@ def test_subject_matte_never_keeps_fully_transparent_pixels() -> None:
 def test_subject_matte_without_alpha_is_the_colour_matte() -> None:
     image = make_scene((200, 210, 220), (180, 40, 30))
     assert subject_matte(image, None).tobytes() == colour_matte(image).tobytes()
+
+
+def make_bottle() -> tuple[Image.Image, tuple[int, int, int, int]]:
+    """A dark bottle with a white label, in front of a light backdrop of almost the label's colour."""
+    image = make_scene((236, 236, 232), (40, 70, 50))
+    label = (70, 55, 130, 95)
+    ImageDraw.Draw(image).rectangle(label, fill=(240, 240, 238))
+    return image, label
+
+
+def test_a_region_of_background_colour_enclosed_by_the_subject_stays_in_the_subject() -> None:
+    image, (left, top, right, bottom) = make_bottle()
+
+    matte = colour_matte(image)
+
+    label_inside = Image.new("L", SIZE, 0)
+    ImageDraw.Draw(label_inside).rectangle((left + 4, top + 4, right - 4, bottom - 4), fill=255)
+    assert share(matte, label_inside, range(255, 256)) == 1.0
+    assert iou(matte, truth()) >= 0.95
+    outside = ImageChops.invert(truth().filter(ImageFilter.MaxFilter(9)))
+    assert share(matte, outside, range(0, 1)) == 1.0
+
+
+def test_the_enclosed_region_keeps_the_soft_outer_edge() -> None:
+    image, _ = make_bottle()
+
+    matte = colour_matte(image)
+
+    edge = ImageChops.subtract(truth().filter(ImageFilter.MaxFilter(5)), truth().filter(ImageFilter.MinFilter(5)))
+    assert share(matte, edge, range(1, 255)) > 0.3
+
+
+def test_background_reaching_in_from_the_border_stays_background() -> None:
+    image = make_scene((236, 236, 232), (40, 70, 50), noise=0)
+    ImageDraw.Draw(image).rectangle((95, 0, 105, 75), fill=(236, 236, 232))  # a notch open to the top edge
+
+    matte = colour_matte(image)
+
+    assert matte.getpixel((100, 60)) == 0

@@ -15,6 +15,7 @@ from jsonschema import Draft7Validator
 from mock_server.contract import defaults, load_schema, schema_names, validate_request
 from mock_server.errors import BadRequest
 from mock_server.fixtures.plugin import BriaMock
+from mock_server.operations import OPERATIONS
 
 DOCUMENTED_DEFAULTS = {
     "remove_background.request": {
@@ -42,10 +43,8 @@ DOCUMENTED_WITHOUT_DEFAULT = {
     "replace_background.request": {"image", "ref_images", "prompt", "negative_prompt", "seed"},
 }
 EXPECTED = {
-    "remove_background.request",
-    "replace_background.request",
-    "remove_background.200",
-    "replace_background.200",
+    *(op.request_schema for op in OPERATIONS),
+    *(op.result_schema for op in OPERATIONS),
     "accepted.202",
     "error",
     "status.in_progress",
@@ -104,11 +103,7 @@ def test_openapi_document_is_built_from_the_schema_files(bria_mock: BriaMock) ->
 
     components = document["components"]["schemas"]
     assert document["openapi"].startswith("3.")
-    assert set(document["paths"]) == {
-        "/v2/image/edit/remove_background",
-        "/v2/image/edit/replace_background",
-        "/v2/status/{request_id}",
-    }
+    assert set(document["paths"]) == {*(op.path for op in OPERATIONS), "/v2/status/{request_id}"}
     assert components["RemoveBackgroundRequest"]["properties"] == load_schema("remove_background.request")["properties"]
     for ref in _refs(document["paths"]):
         assert ref.removeprefix("#/components/schemas/") in components
@@ -146,6 +141,18 @@ def compiled_accepts(name: str, body: Any) -> bool:
 @settings(max_examples=150, deadline=None)
 @given(data=st.data())
 def test_the_compiled_validator_agrees_with_jsonschema(name: str, data: st.DataObject) -> None:
+    body = data.draw(from_schema(dict(load_schema(name))) | near_valid_bodies(name))
+
+    assert compiled_accepts(name, body) == Draft7Validator(load_schema(name)).is_valid(body)
+
+
+NEW_REQUESTS = sorted({op.request_schema for op in OPERATIONS} - set(REQUESTS))
+
+
+@pytest.mark.parametrize("name", NEW_REQUESTS)
+@settings(max_examples=15, deadline=None)
+@given(data=st.data())
+def test_the_compiled_validator_agrees_with_jsonschema_on_every_other_operation(name: str, data: st.DataObject) -> None:
     body = data.draw(from_schema(dict(load_schema(name))) | near_valid_bodies(name))
 
     assert compiled_accepts(name, body) == Draft7Validator(load_schema(name)).is_valid(body)
