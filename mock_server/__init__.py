@@ -1,4 +1,4 @@
-"""bria-mock: an offline fake of Bria's remove_background and replace_background API."""
+"""bria-mock: an offline fake of Bria's v2 image-editing API, with a contract-test kit."""
 
 from __future__ import annotations
 

@@ -122,8 +122,9 @@ class BriaBackend:
         """A new job for a checked request. An async job is processed on its first due status poll
         (see ``status``); ``timeline`` (from a ``job`` rule) holds it longer or ends it another way."""
         operation.check_inputs(options, inputs)
+        first = next(iter(inputs.values()), None)  # the image being edited (``image``, or ``images[0]``)
         output_unsafe = bool(options.get("visual_output_content_moderation")) and (
-            "image" in inputs and UNSAFE_OUTPUT_MARKER in inputs["image"].markers
+            first is not None and UNSAFE_OUTPUT_MARKER in first.markers
         )
         work = partial(self._finish, token, base_url, partial(operation.produce, options, inputs), output_unsafe)
         return self.jobs.create(
@@ -144,7 +145,8 @@ class BriaBackend:
         assert outcome is not None
         if outcome.state is not JobState.COMPLETED:
             raise outcome.error or ServerError("processing failed")
-        return {"result": outcome.result, "request_id": job.request_id}
+        body = {"result": outcome.result, "request_id": job.request_id}
+        return body if outcome.warning is None else {**body, "warning": outcome.warning}
 
     async def _process(self, job: Job) -> None:
         """Process an async job unless it is done, and wait for it (every caller waits for the same run).
@@ -185,8 +187,9 @@ class BriaBackend:
             details = "visual_output_content_moderation: the result failed content moderation"
             return Outcome(JobState.ERROR, error=ModerationFailed(details))
         image_url = {} if output.image is None else {"image_url": f"{base_url}{RESULTS_PATH}{job.request_id}.png"}
-        result = {**image_url, **output.fields}
-        return Outcome(JobState.COMPLETED, result=result, image=output.image)
+        fields = dict(output.fields)
+        warning = fields.pop("warning", None)
+        return Outcome(JobState.COMPLETED, result={**image_url, **fields}, image=output.image, warning=warning)
 
     # --- status and results -----------------------------------------------------------
 
@@ -205,11 +208,20 @@ class BriaBackend:
             await self._process(job)
         if not due or job.outcome is None:
             return {"request_id": request_id, "status": JobState.IN_PROGRESS.value}
-        body: dict[str, Any] = {"request_id": request_id, "status": job.outcome.state.value}
-        if job.outcome.result is not None:
-            body["result"] = job.outcome.result
-        if job.outcome.error is not None:
-            body["error"] = job.outcome.error.as_object()
+        return self.status_body(request_id, job.outcome)
+
+    def status_body(self, request_id: str, outcome: Outcome) -> dict[str, Any]:
+        """What the status service says of a job that has ended."""
+        state = outcome.state.value
+        if outcome.state is JobState.ERROR:
+            state = self.settings.failed_status  # ERROR, or FAILED for clients that wait for it
+        body: dict[str, Any] = {"request_id": request_id, "status": state}
+        if outcome.result is not None:
+            body["result"] = outcome.result
+        if outcome.warning is not None:
+            body["warning"] = outcome.warning
+        if outcome.error is not None:
+            body["error"] = outcome.error.as_object()
         return body
 
     def upload(self, data: bytes, content_type: str) -> str:

@@ -123,6 +123,17 @@ def parse_rate_limit(raw: str) -> str:
     return raw.strip()
 
 
+FAILED_STATUSES = ("ERROR", "FAILED")
+
+
+def parse_failed_status(raw: str) -> str:
+    """ERROR or FAILED, in any case."""
+    value = raw.strip().upper()
+    if value not in FAILED_STATUSES:
+        raise ValueError(raw)
+    return value
+
+
 _PARSERS: dict[str, tuple[Callable[[str], Any], str]] = {
     "int": (parse_count, "a whole number, 0 or more"),
     "float": (parse_seconds, "a number, 0 or more"),
@@ -191,13 +202,25 @@ class Settings:
     allow_remote_fetch: bool = _setting(False, "fetch remote image URLs (safely); off: they answer 460")
     fetch_max_bytes: int = _setting(12 * 1024 * 1024, "fetched images over this many bytes get 460")
     fetch_timeout_seconds: float = _setting(10.0, "seconds a whole fetch may take; longer gets 460")
+    # The status service, the official SDK and bria-mcp say ERROR; one published OpenAPI file says
+    # FAILED, and Bria's ComfyUI nodes treat only FAILED as a failure (they poll on ERROR).
+    failed_status: str = _setting(
+        "ERROR",
+        "the status a failed job reports: ERROR (the status service) or FAILED (for clients that wait for it)",
+        parse=parse_failed_status,
+        allowed="ERROR or FAILED",
+        choices={status: status for status in FAILED_STATUSES},
+        metavar="ERROR|FAILED",
+    )
 
     def __post_init__(self) -> None:
-        # The one setting whose text has a form; checked here too so that Settings(...) in code is checked.
+        # The settings whose text has a form; checked here too so that Settings(...) in code is checked.
         try:
             per_minute(self.rate_limit)
         except (TypeError, ValueError, OverflowError):
             raise ValueError(f"rate_limit={self.rate_limit!r}: expected {_RATE_LIMIT_FORM}") from None
+        if self.failed_status not in FAILED_STATUSES:
+            raise ValueError(f"failed_status={self.failed_status!r}: expected ERROR or FAILED")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -87,7 +87,6 @@ def _produce_increase_resolution(options: Mapping[str, Any], inputs: Inputs) -> 
 
 
 def _check_enhance(options: Options, settings: Settings) -> None:
-    options["sync"] = False  # the spec offers async only (see Operation.sync_allowed)
     draw_seed(options)
 
 

@@ -68,7 +68,7 @@ async def _submit(request: Request, operation: Operation) -> Response:
     _moderate_inputs(options, inputs)
     context = context_of(request)
     timeline = JobTimeline.from_action(context.job_rule) if context.job_rule else None
-    sync = bool(options.get("sync"))
+    sync = operation.sync_allowed and bool(options.get("sync"))  # (enhance is async only: sync is ignored)
     job = backend.accept(context.request_id, token, operation, options, inputs, base_url, sync=sync, timeline=timeline)
     if sync:
         return JSONResponse(await backend.answer_sync(job))

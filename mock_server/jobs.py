@@ -17,7 +17,8 @@ MAX_ADVANCE_SECONDS = 10 * 365 * 24 * 3600.0
 
 
 class JobState(enum.StrEnum):
-    """The status service's states. ``FAILED`` is deliberately absent: the real service never sends it."""
+    """The status service's states. ``FAILED`` is not one: the status service never sends it; a failed
+    job reports it instead of ``ERROR`` only with the setting ``failed_status=FAILED``."""
 
     IN_PROGRESS = "IN_PROGRESS"
     COMPLETED = "COMPLETED"
@@ -52,6 +53,7 @@ class Outcome:
     result: dict[str, Any] | None = None
     error: BriaError | None = None  # for ERROR and UNKNOWN: what the status body's ``error`` says
     image: bytes | None = None
+    warning: str | None = None  # beside ``result``, as the spec places it (an ip_signal request's)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,17 +9,23 @@ seeded draws make a random schedule replay exactly, and a schedule is a list a t
 from __future__ import annotations
 
 import collections
+import copy
 import dataclasses
+import functools
 import itertools
 import random
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from mock_server import operations
 from mock_server.bodies import parse_json
-from mock_server.contract import describe, validator
+from mock_server.contract import describe, load_schema
 from mock_server.errors import BadRequest
+
+if TYPE_CHECKING:
+    from jsonschema import Draft7Validator
 
 RULE_SCHEMA = "admin/rule"
 TERMINAL_ACTIONS = frozenset({"error", "connection"})
@@ -30,7 +36,7 @@ HISTORY_KEPT = 1000
 class Traffic:
     """What a rule can match on, for one request."""
 
-    endpoint: str  # remove_background, replace_background, status, result, other
+    endpoint: str  # an operation's name, status, result, sample or other (see operations.endpoint_names)
     method: str
     token: str | None
     body: Any = None
@@ -91,9 +97,25 @@ class Rule:
         return {**self.spec, "id": self.id, "matched": self.matched, "fired": self.fired, "history": list(self.history)}
 
 
+@functools.cache
+def rule_schema() -> Mapping[str, Any]:
+    """``schemas/admin/rule.json`` with the endpoint names filled in from the operation table."""
+    schema = copy.deepcopy(dict(load_schema(RULE_SCHEMA)))
+    schema["properties"]["endpoint"]["enum"] = [*operations.endpoint_names(), "any"]
+    return schema
+
+
+@functools.cache
+def rule_validator() -> Draft7Validator:
+    """The rule schema's validator, built once per process."""
+    from jsonschema import Draft7Validator
+
+    return Draft7Validator(rule_schema())
+
+
 def parse_rule(spec: Any, now: float, default_id: str = "rule") -> Rule:
     """A rule from its JSON form; 400 naming the field when it breaks the rule schema."""
-    errors = list(validator(RULE_SCHEMA).iter_errors(spec))
+    errors = list(rule_validator().iter_errors(spec))
     if errors:
         raise BadRequest(f"rule: {describe(errors[0])}")
     never = _never_applies(spec)

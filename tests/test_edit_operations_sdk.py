@@ -7,8 +7,8 @@ import pytest
 from bria_client import BriaSyncClient
 
 from mock_server import operations
-from mock_server.fixtures.images import make_image
 from mock_server.fixtures.plugin import BriaMock
+from mock_server.image_factory import make_image
 
 OPERATIONS = operations.OPERATIONS
 

@@ -147,14 +147,18 @@ def test_edit_rules_answer_400_naming_the_field(bria_client: httpx.Client, chang
     assert refused(bria_client, "edit", edit_body(**changes)).startswith(f"{field}:")
 
 
-def test_ip_signal_adds_a_warning_only_when_asked_and_named(bria_client: httpx.Client) -> None:
+def test_ip_signal_adds_a_warning_beside_the_result_only_when_asked_and_named(bria_client: httpx.Client) -> None:
     named = edit_body(instruction="add pikachu to the table")
+    path = operations.operation("edit").path
 
-    warned, _ = run(bria_client, "edit", {**named, "ip_signal": True})
-    quiet, _ = run(bria_client, "edit", named)
+    warned = bria_client.post(path, json={**named, "ip_signal": True, "sync": True}).json()
+    quiet = bria_client.post(path, json={**named, "sync": True}).json()
+    accepted = bria_client.post(path, json={**named, "ip_signal": True}).json()
+    polled = [bria_client.get(accepted["status_url"]).json() for _ in range(2)][-1]  # the first is IN_PROGRESS
 
-    assert "pikachu" in warned["warning"]
+    assert "pikachu" in warned["warning"] and "warning" not in warned["result"]
     assert "warning" not in quiet
+    assert polled["status"] == "COMPLETED" and polled["warning"] == warned["warning"]
 
 
 # --- structured_instruction/generate ------------------------------------------------------------------

@@ -65,24 +65,7 @@ def document_title(schema: str) -> str:
     return str(load_schema(schema)["title"])
 
 
-def rule_endpoints() -> set[str]:
-    """The endpoint names the rule schema lists today."""
-    return set(load_schema("admin/rule")["properties"]["endpoint"]["enum"])
-
-
-# schemas/admin/rule.json still lists its endpoint names by hand; until it takes them from the
-# table, the operations it does not list are expected to be refused (not strict: it may catch up).
-RULE_PARAMS = [
-    pytest.param(
-        op,
-        id=op.name,
-        marks=pytest.mark.xfail(op.name not in rule_endpoints(), reason="rule.json lists endpoints", strict=False),
-    )
-    for op in OPERATIONS
-]
-
-
-@pytest.mark.parametrize("op", RULE_PARAMS)
+@pytest.mark.parametrize("op", OPERATIONS, ids=IDS)
 def test_every_operation_is_a_rule_endpoint_and_a_journal_endpoint(
     op: operations.Operation, bria_client: httpx.Client, bria_inprocess: BriaMock
 ) -> None:
@@ -107,3 +90,37 @@ def test_endpoint_names_are_unique_and_every_operation_is_rate_limited() -> None
 
     assert len(names) == len(set(names))
     assert operations.rate_limited() == {*IDS, operations.STATUS}
+
+
+@pytest.mark.parametrize("failed_status", ["ERROR", "FAILED"])
+def test_a_failed_job_reports_the_configured_status_in_its_schema(failed_status: str) -> None:
+    from mock_server.app import create_app
+    from mock_server.config import Settings
+    from mock_server.fixtures.inprocess import SyncASGITransport
+
+    app = create_app(Settings(failed_status=failed_status))
+    headers = {"api_token": "bria-mock-job-error"}  # a trigger token: its jobs end in ERROR
+    with httpx.Client(transport=SyncASGITransport(app), base_url="http://testserver", headers=headers) as client:
+        accepted = client.post(OPERATIONS[0].path, json=OPERATIONS[0].example_request(image())).json()
+        polled = [client.get(accepted["status_url"]).json() for _ in range(2)][-1]
+
+    # FAILED is checked against the other reading (schemas/readings/): the status service documents ERROR.
+    schema = "status.error" if failed_status == "ERROR" else "readings/status.failed"
+    assert polled["status"] == failed_status
+    assert response_errors(schema, polled) == []
+
+
+def test_output_moderation_reads_the_edited_image_of_every_operation(bria_client: httpx.Client) -> None:
+    from mock_server import samples
+
+    unsafe = "http://testserver/samples/unsafe-output.jpg"
+    assert samples.sample("unsafe-output.jpg") is not None
+    for op in OPERATIONS:
+        if (
+            not op.sync_allowed
+            or "visual_output_content_moderation" not in load_schema(op.request_schema)["properties"]
+        ):
+            continue
+        body = {**op.example_request(unsafe), "visual_output_content_moderation": True, "sync": True}
+        answer = bria_client.post(op.path, json=body)
+        assert answer.status_code == 422, (op.name, answer.text)
