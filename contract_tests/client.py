@@ -18,12 +18,12 @@ from hypothesis import note
 from hypothesis.control import currently_in_test_context
 from PIL import Image
 
+from mock_server import operations
 from mock_server.contract_tests.guard import MAX_RETRIES, SpendGuard
 from mock_server.contract_tests.recording import Recorder
 from mock_server.contract_tests.target import Target
 from mock_server.triggers import is_trigger_token
 from mock_server.verify_report import (
-    EDIT_OPERATIONS,
     RESULT_IMAGE,
     STATUS,
     Verdict,
@@ -164,7 +164,7 @@ class BriaApi:
         retry: bool = True,
     ) -> httpx.Response:
         """POST raw bytes to an edit endpoint; skips the test when the spend cap is reached."""
-        if operation in EDIT_OPERATIONS and not self.guard.allows_another_call():
+        if operations.is_billable(operation) and not self.guard.allows_another_call():
             spent = f"spend cap reached: {self.guard.billable_calls} billable calls (--bria-max-calls)"
             if self.observer.deviations_in_test:
                 # This test has already failed on a deviation (Hypothesis is replaying it): a skip would hide that.
@@ -234,7 +234,7 @@ class BriaApi:
         """The response hook: count, check, record and log one exchange; fail on any deviation."""
         response.read()
         request = response.request
-        self.guard.count(request.method, operation in EDIT_OPERATIONS, response.status_code)
+        self.guard.count(request.method, operations.is_billable(operation), response.status_code)
         if operation == RESULT_IMAGE:
             verdict = check_image_response(response.status_code, response.headers.get("content-type"))
         else:

@@ -61,10 +61,18 @@ def is_live() -> bool:
     return _active.live
 
 
-def contract_settings(cost: int = 1) -> settings:
-    """Settings for one property: the active profile's examples, divided by what each example costs."""
+# The quick profile's examples for one property over the whole operation table, shared out among
+# the operations (the ci profile runs its full count for each).
+QUICK_TABLE_EXAMPLES = 72
+
+
+def contract_settings(cost: int = 1, spread: int = 1) -> settings:
+    """Settings for one property: the active profile's examples, divided by what each example costs
+    and, in the quick profile, shared among the ``spread`` operations the property is run for."""
     base = settings.get_profile(f"bria-{_active.name}")
     examples = max(2, base.max_examples // cost)
+    if _active.name == QUICK and spread > 1:
+        examples = max(2, min(examples, QUICK_TABLE_EXAMPLES // spread // cost))
     if not _active.live:
         return settings(base, max_examples=examples)
     if _active.name == QUICK:

@@ -24,10 +24,12 @@ from typing import Any
 
 import httpx
 
+from mock_server import operations
 from mock_server.drift import EXCHANGES, FILES, MANIFEST, RECORDING_FORMAT, REDACTED, image_properties
 from mock_server.triggers import is_trigger_token
+from mock_server.verify_report import RESULT_IMAGE
 
-IMAGE_FIELDS = ("image", "ref_images")
+IMAGE_FIELDS = tuple(operations.image_summary_fields())  # every field of the table that holds images
 _SECRET_HEADERS = ("api_token", "authorization", "cookie", "set-cookie")
 _DATA_PREFIX = re.compile(r"^data:[^,;]*;base64,", re.IGNORECASE)
 _LONG_STRING = 1024
@@ -80,7 +82,7 @@ class Recorder:
     def _response(self, response: httpx.Response, operation: str) -> dict[str, Any]:
         out: dict[str, Any] = {"status": response.status_code, "headers": redact(response.headers)}
         out["elapsed_ms"] = round(response.elapsed.total_seconds() * 1000, 1)
-        if operation == "result_image":
+        if operation == RESULT_IMAGE:
             out["image"] = self.save_image(response.content)
             return out
         try:

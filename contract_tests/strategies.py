@@ -12,6 +12,7 @@ from hypothesis import assume
 from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 
+from mock_server import operations
 from mock_server.contract import load_schema, validator
 from mock_server.image_factory import TestImage, make_image
 from mock_server.triggers import prompt_is_unsafe
@@ -30,7 +31,7 @@ _SAMPLE_VALUES: Mapping[str, Any] = {
 }
 MAX_REF_IMAGES = 2
 # The fields that carry images (base64 or URL), as the request schemas describe them.
-IMAGE_FIELDS = ("image", "ref_images")
+IMAGE_FIELDS = tuple(operations.image_summary_fields())  # every field of the table that holds images
 
 
 @st.composite
@@ -55,14 +56,23 @@ def _request_strategy(operation: str) -> st.SearchStrategy[Any]:
 
 @st.composite
 def valid_requests(draw: st.DrawFn, operation: str) -> dict[str, Any]:
-    """A body the request schema accepts, with real images in ``image`` and ``ref_images``.
+    """A body the request schema accepts, with real images in the operation's image fields.
 
-    Drawn from the schema itself (documented and unknown fields alike), then: images replaced by
-    small real ones, at most two reference images, no ``webhook_url`` (a live service would call
-    it), and no prompt that prompt moderation refuses (that is a 422 by design, tested apart).
+    Drawn from the schema itself (documented and unknown fields alike), then: the image fields
+    of the operation's example (``image``, ``images``, a ``mask``) get one small real image, so
+    that a mask fits its image; other image fields are left out, but ``ref_images`` gets at most
+    two real images; fields whose valid values depend on each other (the operation's
+    ``constrained_fields``) come from its example; no ``webhook_url`` (a live service would call
+    it), and no text that moderation refuses (a 422 by design, tested apart).
     """
+    op = operations.operation(operation)
     body = dict(draw(_request_strategy(operation)))
-    body["image"] = draw(image_payloads())
+    example = op.example_request(draw(image_payloads()))
+    for field in (*op.image_fields, *op.constrained_fields):
+        if field != "ref_images":
+            body.pop(field, None)
+        if field in example:
+            body[field] = example[field]
     refs = body.get("ref_images")
     if isinstance(refs, str):
         body["ref_images"] = draw(image_payloads())
@@ -70,15 +80,14 @@ def valid_requests(draw: st.DrawFn, operation: str) -> dict[str, Any]:
         body["ref_images"] = [draw(image_payloads()) for _ in refs[:MAX_REF_IMAGES]]
     if body.get("webhook_url") is not None:
         del body["webhook_url"]
-    assume(not _moderated_prompt(body))
-    assert validator(f"{operation}.request").is_valid(body), body
+    assume(not _moderated_text(body))
+    assume(validator(f"{operation}.request").is_valid(body))  # e.g. a drawn field beside a constrained one
     return body
 
 
-def _moderated_prompt(body: Mapping[str, Any]) -> bool:
-    prompt = body.get("prompt")
-    moderated = body.get("prompt_content_moderation", True) is not False
-    return isinstance(prompt, str) and moderated and prompt_is_unsafe(prompt)
+def _moderated_text(body: Mapping[str, Any]) -> bool:
+    """Whether any text of the body is one moderation may refuse (prompts, instructions, names)."""
+    return any(isinstance(value, str) and prompt_is_unsafe(value) for value in body.values())
 
 
 @dataclasses.dataclass(frozen=True)

@@ -305,7 +305,15 @@ def load_recording(directory: Path) -> tuple[dict[str, Any], list[dict[str, Any]
     if manifest.get("format") != RECORDING_FORMAT:
         raise ValueError(f"{directory}: not a bria-mock recording ({manifest.get('format')!r})")
     lines = (directory / EXCHANGES).read_text(encoding="utf-8").splitlines()
-    return manifest, [json.loads(line) for line in lines if line.strip()]
+    return manifest, [_current_names(json.loads(line)) for line in lines if line.strip()]
+
+
+_RENAMED = {"result_image": RESULT_IMAGE}  # names earlier recordings used
+
+
+def _current_names(exchange: dict[str, Any]) -> dict[str, Any]:
+    operation = exchange.get("operation")
+    return {**exchange, "operation": _RENAMED[operation]} if operation in _RENAMED else exchange
 
 
 def replay_content(request: dict[str, Any], directory: Path) -> bytes | None:

@@ -11,7 +11,7 @@ import secrets
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from mock_server.errors import ModerationFailed
+from mock_server.errors import BadRequest, ModerationFailed
 from mock_server.masks import check_same_aspect_ratio
 from mock_server.operation_model import EDIT_PREFIX, EXAMPLE_IMAGE, Inputs, Operation, Options, Output
 from mock_server.triggers import prompt_is_unsafe
@@ -55,6 +55,17 @@ def _produce_blur_background(options: Mapping[str, Any], inputs: Inputs) -> Outp
 
     image = inputs["image"].open()
     return Output(edits.blur_background(image, scale=options["scale"], preserve_alpha=options["preserve_alpha"]))
+
+
+# The largest crop result, as expand's largest canvas: padding grows the result on all four sides.
+MAX_CROP_PIXELS = 5000 * 5000
+
+
+def _check_crop_size(options: Mapping[str, Any], inputs: Inputs) -> None:
+    width, height = inputs["image"].size
+    padding = options["padding"]
+    if (width + 2 * padding) * (height + 2 * padding) > MAX_CROP_PIXELS:
+        raise BadRequest(f"padding: {padding} pixels on each side could make the result over 5000x5000 pixels in area")
 
 
 def _produce_crop_foreground(options: Mapping[str, Any], inputs: Inputs) -> Output:
@@ -196,6 +207,7 @@ EDIT_OPERATIONS: tuple[Operation, ...] = (
         check=_no_check,
         produce=_produce_crop_foreground,
         example={"image": EXAMPLE_IMAGE, "padding": 4},
+        check_inputs=_check_crop_size,
     ),
     Operation(
         name="increase_resolution",
@@ -222,6 +234,7 @@ EDIT_OPERATIONS: tuple[Operation, ...] = (
         check=_check_expand,
         produce=_produce_expand,
         example={"image": EXAMPLE_IMAGE, "aspect_ratio": "16:9", "prompt": "a quiet street", "seed": 3},
+        constrained_fields=("aspect_ratio", "canvas_size", "original_image_size", "original_image_location"),
         check_inputs=_check_expand_geometry,
     ),
     Operation(

@@ -162,6 +162,7 @@ INSTRUCTION_OPERATIONS: tuple[Operation, ...] = (
         produce=_produce_edit,
         example={"images": [EXAMPLE_IMAGE], "instruction": "make the sky blue", "seed": 5},
         image_fields=("images", "mask"),
+        constrained_fields=("instruction", "structured_instruction"),
         check_inputs=_check_mask_size,
     ),
     Operation(
@@ -172,6 +173,7 @@ INSTRUCTION_OPERATIONS: tuple[Operation, ...] = (
         produce=_produce_structured_instruction,
         example={"images": [EXAMPLE_IMAGE], "instruction": "make the sky blue", "seed": 5},
         image_fields=("images", "mask"),
+        constrained_fields=("instruction", "structured_instruction"),
         check_inputs=_check_mask_size,
     ),
 )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import difflib
+import functools
 import hashlib
 import itertools
 import threading
@@ -25,7 +26,6 @@ CRITERIA = ("endpoint", "method", "status", "token", "path", "body")
 _REDACTED = b"<redacted>"
 _UNREAD = object()
 _SECRET_HEADERS = frozenset({b"api_token", b"authorization", b"x-bria-mock-admin-token"})
-_IMAGE_FIELDS = frozenset({"image", "ref_images"})
 # What each format's magic bytes look like base64-encoded: the format is told without decoding.
 _MAGIC_BASE64 = (("/9j/", "JPEG"), ("iVBORw", "PNG"), ("UklGR", "WEBP"), ("R0lGOD", "GIF"), ("Qk", "BMP"))
 
@@ -199,7 +199,16 @@ def summarise_body(body: Any) -> Any:
     """The JSON body with every image payload replaced by its digest, size and format."""
     if not isinstance(body, dict):
         return body
-    return {key: _summarise_images(value) if key in _IMAGE_FIELDS else value for key, value in body.items()}
+    image_fields = _image_fields()
+    return {key: _summarise_images(value) if key in image_fields else value for key, value in body.items()}
+
+
+@functools.cache
+def _image_fields() -> frozenset[str]:
+    # Imported when a body is first summarised, in the server: the plugin imports this module.
+    from mock_server.operations import image_summary_fields
+
+    return frozenset(image_summary_fields())
 
 
 def _summarise_images(value: Any) -> Any:

@@ -54,6 +54,10 @@ class Operation:
     # pixels not decoded): mask and geometry rules that need the images' sizes raise here.
     check_inputs: Callable[[Mapping[str, Any], Inputs], None] = _no_input_check
     sync_allowed: bool = True  # False: the spec offers async only; ``sync: true`` is answered 202
+    # Fields whose valid values depend on each other or on the images (geometry, exactly-one-of rules
+    # outside the schema): the contract suite's properties take them from ``example`` instead of
+    # drawing them from the schema alone.
+    constrained_fields: tuple[str, ...] = ()
 
     @property
     def request_schema(self) -> str:

@@ -150,6 +150,12 @@ def endpoint_names() -> list[str]:
 _BY_NAME: Mapping[str, Operation] = {op.name: op for op in OPERATIONS}
 
 
+def is_billable(name: str) -> bool:
+    """Whether a call of this endpoint costs credits on the real service (only operations do)."""
+    op = _BY_NAME.get(name)
+    return op is not None and op.billable
+
+
 @functools.cache
 def rate_limited() -> frozenset[str]:
     """The endpoints a rate limit counts: every operation and the status service (as the real edge does)."""

@@ -19,12 +19,13 @@ from typing import Any
 
 from jsonschema.exceptions import ValidationError
 
+from mock_server import operations
 from mock_server.contract import load_schema, response_schema, schema_names, validator
 from mock_server.openapi import document
 
-EDIT_OPERATIONS = ("remove_background", "replace_background")
-STATUS = "status"
-RESULT_IMAGE = "result_image"
+EDIT_OPERATIONS = tuple(operations.names())  # the operation table, in its order
+STATUS = operations.STATUS
+RESULT_IMAGE = operations.RESULT  # a download of result.image_url: "result", as rules and the journal call it
 JSON_TYPE = "application/json"
 IMAGE_TYPE = "image/png"
 

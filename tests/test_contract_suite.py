@@ -60,9 +60,9 @@ def deviations(operation: str, status: int, body: Any, content_type: str = "appl
         ("remove_background", 401, ENVELOPE, {("enum_mismatch", "error.code")}),
         ("status", 200, {"request_id": "r1", "status": "FAILED"}, {("enum_mismatch", "status")}),
         (
-            "status",
+            "remove_background",
             200,
-            {"request_id": "r1", "status": "COMPLETED", "result": {}},
+            {"request_id": "r1", "result": {}},
             {("missing_field", "result.image_url")},
         ),
         (

@@ -154,6 +154,14 @@ def test_crop_foreground_padding_adds_exactly_twice_the_padding(bria_client: htt
     assert padded.size == (tight.width + 14, tight.height + 14)
 
 
+def test_crop_foreground_refuses_a_padding_that_would_make_a_huge_result(bria_client: httpx.Client) -> None:
+    image = encoded(scene())
+
+    assert refused(bria_client, "crop_foreground", {"image": image, "padding": 1001}).startswith("padding:")
+    large = encoded(Image.new("RGB", (4000, 4000), (200, 225, 245)))
+    assert refused(bria_client, "crop_foreground", {"image": large, "padding": 600}).startswith("padding:")
+
+
 # --- size and canvas ------------------------------------------------------------------------------
 
 

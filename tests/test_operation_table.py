@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -124,3 +126,15 @@ def test_output_moderation_reads_the_edited_image_of_every_operation(bria_client
         body = {**op.example_request(unsafe), "visual_output_content_moderation": True, "sync": True}
         answer = bria_client.post(op.path, json=body)
         assert answer.status_code == 422, (op.name, answer.text)
+
+
+def test_the_contract_suite_covers_every_operation(pytester: pytest.Pytester) -> None:
+    import mock_server.contract_tests as suite
+
+    directory = Path(suite.__file__).parent
+    result = pytester.runpytest_inprocess("--collect-only", "-q", "-p", "no:cacheprovider", "-n", "0", str(directory))
+
+    collected = "\n".join(result.outlines)
+    for op in OPERATIONS:
+        for test in ("test_an_async_call_answers_202", "test_the_fake_accepts_every_valid_request"):
+            assert re.search(rf"{test}\w*\[{op.name}\]", collected), f"{test} does not cover {op.name}"
