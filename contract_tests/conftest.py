@@ -1,6 +1,6 @@
 """The contract suite's options, target, spend guard, profiles, recording and report.
 
-One suite, two targets: the fake (default, served in-process on a free port) or a live base URL
+One suite, two targets: the fake (default, served on a free local port) or a live base URL
 (``--bria-target`` / ``BRIA_BASE_URL`` with ``--bria-token`` / ``BRIA_API_TOKEN``). Tests marked
 ``fake_only`` are skipped on a live target; tests marked ``risky`` (moderation-triggering or
 deliberately broken requests) run live only with ``--bria-live-risky``.

@@ -35,7 +35,7 @@ class TargetChoice:
     def describe(self) -> str:
         """Where the suite runs and why, for the first line of the header and the report."""
         if self.base_url is None:
-            return f"the fake, in-process (from {self.source})"
+            return f"the fake, on a local port (from {self.source})"
         kind = BRIA_MOCK_LABEL if self.bria_mock else "live"
         return f"{self.base_url} ({kind}, from {self.source})"
 
@@ -77,7 +77,7 @@ class Target:
     @property
     def label(self) -> str:
         if not self.live:
-            return f"{self.base_url} (the fake, in-process)"
+            return f"{self.base_url} (the fake, on a local port)"
         return f"{self.base_url} ({BRIA_MOCK_LABEL if self.bria_mock else 'live'})"
 
     def url(self, path: str) -> str:

@@ -65,7 +65,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target",
         metavar="URL",
-        help=f"base URL of a live service (default: the fake, in-process; {BASE_URL_VARIABLE} is not read)",
+        help=f"base URL of a live service (default: the fake, on a local port; {BASE_URL_VARIABLE} is not read)",
     )
     parser.add_argument("--token", metavar="T", help="api_token for the live service (default: BRIA_API_TOKEN)")
     parser.add_argument(
@@ -123,7 +123,7 @@ def run_verify(args: argparse.Namespace) -> int:
 def target_line(target: str | None, environ: Mapping[str, str]) -> str:
     """The first line of a run: what is verified, and why that target."""
     if target is None:
-        line = "bria-mock verify: target: the fake, in-process (no --target given)"
+        line = "bria-mock verify: target: the fake, on a local port (no --target given)"
         if environ.get(BASE_URL_VARIABLE):
             line += f"; {BASE_URL_VARIABLE}={environ[BASE_URL_VARIABLE]} is not read: pass --target to verify it"
         return line
@@ -311,7 +311,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
 
 def _target_text(target: Mapping[str, Any]) -> str:
     if not target.get("live"):
-        return f"{target.get('url')} (the fake, in-process)"
+        return f"{target.get('url')} (the fake, on a local port)"
     kind = "a bria-mock, not Bria's service" if target.get("bria_mock") else "live"
     return f"{target.get('url')} ({kind}, from {target.get('source')})"
 

@@ -31,7 +31,7 @@ def test_without_target_verify_runs_the_fake_whatever_bria_base_url_says(tmp_pat
     line = verify.target_line(None, {"BRIA_BASE_URL": "http://127.0.0.1:8000"})
 
     assert argv[argv.index("--bria-target") + 1] == verify.FAKE_TARGET
-    assert line.startswith("bria-mock verify: target: the fake, in-process (no --target given)")
+    assert line.startswith("bria-mock verify: target: the fake, on a local port (no --target given)")
     assert "BRIA_BASE_URL=http://127.0.0.1:8000 is not read: pass --target to verify it" in line
 
 
@@ -45,7 +45,7 @@ def test_the_suite_option_fake_beats_an_exported_base_url() -> None:
     choice = choose_target(verify.FAKE_TARGET, None, {"BRIA_BASE_URL": "http://127.0.0.1:8000"})
 
     assert choice.base_url is None and not choice.live
-    assert choice.describe() == "the fake, in-process (from --bria-target fake)"
+    assert choice.describe() == "the fake, on a local port (from --bria-target fake)"
 
 
 def test_a_running_fake_is_recognised_as_a_bria_mock(bria_mock: BriaMock) -> None:
@@ -138,7 +138,7 @@ def test_verify_with_an_exported_base_url_verifies_the_fake_and_leaves_no_hypoth
 
     done = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300)
 
-    assert done.stdout.splitlines()[0].startswith("bria-mock verify: target: the fake, in-process"), done.stdout
+    assert done.stdout.splitlines()[0].startswith("bria-mock verify: target: the fake, on a local port"), done.stdout
     report = json.loads((tmp_path / "report" / "report.json").read_text(encoding="utf-8"))
     assert report["target"]["live"] is False and report["summary"]["ok"], done.stdout
     assert not (tmp_path / "report" / ".hypothesis").exists() and not (tmp_path / ".hypothesis").exists()
