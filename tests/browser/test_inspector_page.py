@@ -169,6 +169,12 @@ def test_reset_empties_the_lists(browser: WebDriver, wait_for: Wait, bria_env: B
     open_inspector(browser, wait_for, bria_env.base_url)
     wait_for(lambda b: count(b, ROWS) == 2 and count(b, "#rule-list li") == 1, "the page did not list them")
 
+    httpx.get(bria_env.url("/v2/status/other"), headers={"api_token": "another-token"})
+    wait_for(lambda b: count(b, ROWS) == 3, "the other namespace's exchange was not listed")
+
+    browser.find_element("id", "reset-token").send_keys(bria_env.token)
+    browser.find_element("css selector", "#reset-namespace button").click()
+    wait_for(lambda b: count(b, ROWS) == 1 and count(b, "#job-list li") == 0, "the namespace was not emptied")
     browser.find_element("css selector", "#reset-all button").click()
 
     wait_for(lambda b: count(b, ROWS) + count(b, "#job-list li") + count(b, "#rule-list li") == 0, "not emptied")
