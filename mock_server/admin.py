@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -58,6 +59,11 @@ def _backend(request: Request, *, body_types: frozenset[str] = JSON_TYPES) -> Br
     if request.method == "POST":
         _check_write(request, body_types)
     return backend
+
+
+def checked_backend(request: Request) -> BriaBackend:
+    """The backend once the caller may use the controls: for the control routes of other modules."""
+    return _backend(request)
 
 
 def _from_loopback(request: Request) -> bool:
@@ -189,6 +195,8 @@ async def state(request: Request) -> Response:
             "journal": len(backend.journal.entries(token=namespace)) if namespace else len(backend.journal),
             "rate_limit": {"per_minute": backend.limiter.limit, "buckets": backend.limiter.state(namespace)},
             "clock": backend.clock.now(),
+            # Seconds the clock has been moved forward (POST /bria-mock/clock/advance), for the inspector.
+            "clock_advanced": round(backend.clock.now() - time.monotonic(), 3),
             "namespace": namespace_id(namespace),
         }
     )

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from starlette.applications import Starlette
 from starlette.requests import Request
 
-from mock_server import admin, connection_faults, handlers, operations
+from mock_server import admin, connection_faults, handlers, inspector, operations
 from mock_server.backend import BriaBackend
 from mock_server.config import Settings
 from mock_server.context import context_of
@@ -43,6 +43,7 @@ def routes() -> list[Route]:
         Route("GET", "/uploads/{name}", handlers.uploaded_image, traffic=operations.OTHER),
         Route("GET", "/openapi.json", handlers.openapi_document),
         *admin.ROUTES,
+        *inspector.ROUTES,
     ]
 
 

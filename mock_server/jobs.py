@@ -160,6 +160,12 @@ class JobStore:
             self._expire()
             return self._jobs.get(request_id)
 
+    def snapshot(self) -> list[Job]:
+        """The kept jobs, oldest first, to read (the inspector's list): nothing is polled or processed."""
+        with self._lock:
+            self._expire()
+            return list(self._jobs.values())
+
     def count(self, owner: str | None = None) -> int:
         """How many jobs are kept, or how many of one owner's."""
         with self._lock:

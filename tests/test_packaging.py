@@ -87,6 +87,14 @@ def test_the_wheel_maps_the_folders_under_mock_server_each_file_once(wheel: Path
     assert "mock_server/py.typed" in names
 
 
+def test_the_wheel_ships_the_inspector_page_and_its_files(wheel: Path) -> None:
+    static = ROOT / "mock_server" / "inspector" / "static"
+    page_files = {f"mock_server/inspector/static/{path.name}" for path in static.iterdir()}
+
+    assert page_files <= set(wheel_names(wheel))
+    assert {name.rsplit(".", 1)[-1] for name in page_files} == {"html", "css", "js"}
+
+
 def test_the_wheel_built_from_the_sdist_is_the_same(wheel: Path, release: Path) -> None:
     (sdist,) = release.glob("bria_mock-*.tar.gz")
     (from_sdist,) = release.glob("bria_mock-*.whl")
