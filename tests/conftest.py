@@ -119,3 +119,30 @@ def wait_until_up(base_url: str, process: subprocess.Popen[bytes] | None = None)
 def wait_until_up_fixture() -> Callable[..., None]:
     """``wait_until_up(base_url, process=None)``: for tests that start the fake as a process."""
     return wait_until_up
+
+
+# Fixtures that serve the fake (or a receiver) on a real loopback socket: a test using one is a
+# ``socket`` test. Everything else runs in-process (``bria_client``, ``bria_inprocess``, ``bria_app``).
+SOCKET_FIXTURES = frozenset(
+    {
+        "bria_mock",
+        "bria_env",
+        "bria_image",
+        "bria_mock_server",
+        "make_server",
+        "client_for",
+        "api",
+        "raw_client",
+        "served_fake",
+        "bria_api",
+        "bria_target",
+        "bria_webhook_receiver",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses a socket fixture ``socket``, so ``-m "not socket"`` runs the in-process rest."""
+    for item in items:
+        if SOCKET_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.socket)

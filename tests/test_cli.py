@@ -43,6 +43,7 @@ def served(port: int, wait_until_up: Callable[..., None]) -> Iterator[tuple[str,
     process.communicate()
 
 
+@pytest.mark.subprocess
 def test_serve_answers_and_stops_cleanly_on_ctrl_c(served: tuple[str, subprocess.Popen[bytes]]) -> None:
     base_url, process = served
     headers = {"api_token": "cli-token"}
@@ -64,6 +65,7 @@ def test_serve_answers_and_stops_cleanly_on_ctrl_c(served: tuple[str, subprocess
     assert b"cli-token" not in output  # tokens never reach the log
 
 
+@pytest.mark.subprocess
 def test_python_dash_m_and_environment_settings(port: int, wait_until_up: Callable[..., None]) -> None:
     env = {"BRIA_MOCK_PORT": str(port), "BRIA_MOCK_PUBLIC_URL": "http://fake.example.test:9"}
     process = start(sys.executable, "-m", "mock_server", "serve", env=env)
@@ -82,6 +84,7 @@ def test_python_dash_m_and_environment_settings(port: int, wait_until_up: Callab
     assert body["status_url"].startswith("http://fake.example.test:9/v2/status/")
 
 
+@pytest.mark.subprocess
 def test_a_taken_port_is_a_clear_error_and_a_non_zero_exit(served: tuple[str, subprocess.Popen[bytes]]) -> None:
     base_url = served[0]
     port = base_url.rsplit(":", 1)[-1]
@@ -103,6 +106,7 @@ def test_command_line_options_override_the_environment(monkeypatch: pytest.Monke
     assert settings.rmbg_accept_webp is False
 
 
+@pytest.mark.subprocess
 def test_a_bad_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BRIA_MOCK_MAX_JOBS", "lots")
 

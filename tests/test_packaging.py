@@ -21,6 +21,8 @@ PROBE = """
 import importlib.util, json, sys
 from pathlib import Path
 import mock_server
+
+pytestmark = pytest.mark.subprocess  # wheel builds, installs and suite runs in their own processes
 names = ["mock_server.fixtures.plugin", "mock_server.contract_tests.strategies", "mock_server.contract"]
 origins = {name: str(Path(importlib.util.find_spec(name).origin).resolve()) for name in names}
 schemas = Path(mock_server.__path__[0]) / "schemas" / "error.json"

@@ -406,6 +406,7 @@ def test_settings_from_the_ini_file_and_the_command_line(pytester: pytest.Pytest
     pytester.runpytest("-p", "no:cacheprovider", "--bria-mock-setting", "rate_limit=free").assert_outcomes(passed=1)
 
 
+@pytest.mark.subprocess
 def test_parallel_workers_each_get_their_own_fake(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
@@ -436,6 +437,7 @@ def test_broken_images_are_refused_by_the_fake(bria_mock: BriaMock, broken: str)
     assert response.status_code == 415
 
 
+@pytest.mark.subprocess
 def test_the_readme_example_runs_as_written(pytester: pytest.Pytester) -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     section = readme[readme.index("## Testing with pytest") :]
@@ -520,6 +522,7 @@ def test_matching_a_recorded_call_on_an_unknown_criterion_is_a_type_error(bria_m
         matches(entry, {"request_id": "x"})
 
 
+@pytest.mark.subprocess
 def test_importing_the_plugin_stays_cheap() -> None:
     import subprocess
     import sys

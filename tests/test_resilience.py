@@ -46,6 +46,7 @@ def test_200_concurrent_jobs_through_the_async_sdk_each_get_their_own_result(bri
     assert all(sent == got for _, sent, got in results)  # no result served for the wrong job
 
 
+@pytest.mark.subprocess
 def test_shutdown_drains_an_answer_in_flight(wait_until_up: Callable[..., None]) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -62,6 +62,7 @@ def test_rules_file_at_start(tmp_path: Path, client_for) -> None:  # type: ignor
         assert codes(api, mock) == [503, 503, 202]
 
 
+@pytest.mark.subprocess
 def test_a_broken_rules_file_is_a_clear_error_at_start(tmp_path: Path) -> None:
     rules = tmp_path / "rules.json"
     rules.write_text(json.dumps([{"action": {"type": "nope"}}]))

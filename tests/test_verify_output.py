@@ -129,6 +129,7 @@ def test_compare_shows_progress_and_lists_what_it_did_not_compare(
     assert "- 1 exchange(s), IN_PROGRESS: how long a job runs is timing, not contract (#2)" in drift_md
 
 
+@pytest.mark.subprocess
 def test_verify_with_an_exported_base_url_verifies_the_fake_and_leaves_no_hypothesis_folder(
     bria_mock: BriaMock, tmp_path: Path
 ) -> None:
