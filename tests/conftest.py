@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 
 from mock_server import operations, samples
 from mock_server.config import Settings
@@ -19,6 +20,7 @@ from mock_server.fixtures.plugin import BriaMock
 from mock_server.server import ServerThread
 
 TOKEN = "test-token"
+IN_PROCESS_URL = "http://testserver"
 
 
 @pytest.fixture(scope="session")
@@ -72,8 +74,22 @@ def client_for() -> Iterator[Callable[..., httpx.Client]]:
 
 
 @pytest.fixture
-def api(bria_mock: BriaMock) -> Iterator[httpx.Client]:
-    """An httpx client on the (reset) session fake, with a token, checking every answer's schema."""
+def api(bria_app: Starlette) -> Iterator[httpx.Client]:
+    """An in-process httpx client on this test's own fake (its handle: ``bria_inprocess``), with a
+    token, checking every answer's schema. No socket: ``socket_api`` is the same over one."""
+    from mock_server.fixtures.inprocess import SyncASGITransport
+
+    hooks = {"response": [check_conforms]}
+    transport = SyncASGITransport(bria_app)
+    with httpx.Client(
+        transport=transport, base_url=IN_PROCESS_URL, headers={"api_token": TOKEN}, event_hooks=hooks
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+def socket_api(bria_mock: BriaMock) -> Iterator[httpx.Client]:
+    """``api`` over a real socket, on the (reset) session fake (its handle: ``bria_mock``)."""
     with checked_client(bria_mock.base_url) as client:
         yield client
 
@@ -131,7 +147,6 @@ SOCKET_FIXTURES = frozenset(
         "bria_mock_server",
         "make_server",
         "client_for",
-        "api",
         "raw_client",
         "served_fake",
         "bria_api",

@@ -161,8 +161,8 @@ def test_429_carries_retry_after(bria_mock: BriaMock, client_for) -> None:  # ty
 # --- 404, 460: image URLs ---------------------------------------------------------------
 
 
-def test_an_image_url_on_the_fake_that_does_not_exist_is_404(api: httpx.Client, bria_mock: BriaMock) -> None:
-    status, details = error_of(api.post(RMBG, json={"image": bria_mock.url("/samples/missing.png")}))
+def test_an_image_url_on_the_fake_that_does_not_exist_is_404(api: httpx.Client, bria_inprocess: BriaMock) -> None:
+    status, details = error_of(api.post(RMBG, json={"image": bria_inprocess.url("/samples/missing.png")}))
 
     assert (status, details.split(":")[0]) == (404, "image")
 
@@ -193,8 +193,8 @@ def test_a_non_http_url_is_400(api: httpx.Client) -> None:
 
 
 @pytest.mark.parametrize("sample", ["grayscale.png", "animated.gif"])
-def test_unsupported_formats_and_modes_are_415(api: httpx.Client, bria_mock: BriaMock, sample: str) -> None:
-    assert api.post(RMBG, json={"image": bria_mock.url(f"/samples/{sample}")}).status_code == 415
+def test_unsupported_formats_and_modes_are_415(api: httpx.Client, bria_inprocess: BriaMock, sample: str) -> None:
+    assert api.post(RMBG, json={"image": bria_inprocess.url(f"/samples/{sample}")}).status_code == 415
 
 
 @pytest.mark.parametrize(
@@ -271,9 +271,9 @@ def test_prompt_moderation_can_be_turned_off(api: httpx.Client, subject_jpeg_b64
 
 @pytest.mark.parametrize("path", [RMBG, REPLACE])
 def test_a_marked_input_fails_input_moderation_only_when_asked(
-    api: httpx.Client, bria_mock: BriaMock, path: str
+    api: httpx.Client, bria_inprocess: BriaMock, path: str
 ) -> None:
-    payload = {"image": bria_mock.url("/samples/unsafe-input.jpg"), "prompt": "x", "sync": True}
+    payload = {"image": bria_inprocess.url("/samples/unsafe-input.jpg"), "prompt": "x", "sync": True}
     if path == RMBG:
         del payload["prompt"]
 
@@ -286,16 +286,16 @@ def test_a_marked_input_fails_input_moderation_only_when_asked(
     assert api.post(path, json=payload).status_code == 200
 
 
-def test_output_moderation_is_422_in_sync_mode(api: httpx.Client, bria_mock: BriaMock) -> None:
-    payload = {"image": bria_mock.url("/samples/unsafe-output.jpg"), "visual_output_content_moderation": True}
+def test_output_moderation_is_422_in_sync_mode(api: httpx.Client, bria_inprocess: BriaMock) -> None:
+    payload = {"image": bria_inprocess.url("/samples/unsafe-output.jpg"), "visual_output_content_moderation": True}
 
     status, details = error_of(api.post(RMBG, json={**payload, "sync": True}))
 
     assert (status, details.split(":")[0]) == (422, "visual_output_content_moderation")
 
 
-def test_output_moderation_ends_an_async_job_in_error_422(api: httpx.Client, bria_mock: BriaMock) -> None:
-    payload = {"image": bria_mock.url("/samples/unsafe-output.jpg"), "visual_output_content_moderation": True}
+def test_output_moderation_ends_an_async_job_in_error_422(api: httpx.Client, bria_inprocess: BriaMock) -> None:
+    payload = {"image": bria_inprocess.url("/samples/unsafe-output.jpg"), "visual_output_content_moderation": True}
     status_url = api.post(RMBG, json=payload).json()["status_url"]
 
     api.get(status_url)

@@ -27,10 +27,10 @@ def rule_header(action: dict[str, object]) -> dict[str, str]:
 # --- errors -----------------------------------------------------------------------------
 
 
-def test_an_injected_error_uses_the_envelope_and_its_headers(api: httpx.Client, bria_mock: BriaMock) -> None:
+def test_an_injected_error_uses_the_envelope_and_its_headers(api: httpx.Client, bria_inprocess: BriaMock) -> None:
     action = {"type": "error", "status": 503, "headers": {"Retry-After": "7"}}
 
-    response = api.post(RMBG, json=body(bria_mock), headers=rule_header(action))
+    response = api.post(RMBG, json=body(bria_inprocess), headers=rule_header(action))
 
     assert response.status_code == 503
     assert response.headers["retry-after"] == "7"
@@ -45,14 +45,14 @@ def test_a_custom_status_and_body(bria_mock: BriaMock) -> None:
     assert (response.status_code, response.json()) == (418, {"teapot": True})
 
 
-def test_prism_style_prefer_header(api: httpx.Client, bria_mock: BriaMock) -> None:
-    response = api.post(RMBG, json=body(bria_mock), headers={"Prefer": "code=429, retry-after=3"})
+def test_prism_style_prefer_header(api: httpx.Client, bria_inprocess: BriaMock) -> None:
+    response = api.post(RMBG, json=body(bria_inprocess), headers={"Prefer": "code=429, retry-after=3"})
 
     assert (response.status_code, response.headers["retry-after"]) == (429, "3")
 
 
-def test_a_bad_rule_header_is_400_naming_it(api: httpx.Client, bria_mock: BriaMock) -> None:
-    response = api.post(RMBG, json=body(bria_mock), headers={"X-Bria-Mock-Rule": '{"type": "error"}'})
+def test_a_bad_rule_header_is_400_naming_it(api: httpx.Client, bria_inprocess: BriaMock) -> None:
+    response = api.post(RMBG, json=body(bria_inprocess), headers={"X-Bria-Mock-Rule": '{"type": "error"}'})
 
     assert response.status_code == 400
     assert response.json()["error"]["details"].startswith("rule:")
@@ -137,15 +137,15 @@ def test_a_stall_never_answers(bria_mock: BriaMock) -> None:
         requests.get(bria_mock.url("/v2/status/x"), headers=headers, timeout=0.3)
 
 
-def test_the_server_keeps_serving_after_connection_faults(api: httpx.Client, bria_mock: BriaMock) -> None:
+def test_the_server_keeps_serving_after_connection_faults(socket_api: httpx.Client, bria_mock: BriaMock) -> None:
     for fault in ("reset", "empty", "garbage"):
         with pytest.raises(httpx.TransportError):
-            httpx.get(
+            socket_api.get(
                 bria_mock.url("/v2/status/x"),
                 headers={"api_token": "t", **rule_header({"type": "connection", "fault": fault})},
             )
 
-    assert api.get("/v2/status/x").status_code == 404
+    assert socket_api.get("/v2/status/x").status_code == 404
 
 
 # --- job-level faults -------------------------------------------------------------------
@@ -157,23 +157,23 @@ def submit_with_job_rule(api: httpx.Client, mock: BriaMock, action: dict[str, ob
     return str(response.json()["status_url"])
 
 
-def test_a_job_that_stays_in_progress_forever(api: httpx.Client, bria_mock: BriaMock) -> None:
-    status_url = submit_with_job_rule(api, bria_mock, {"state": "IN_PROGRESS"})
-    bria_mock.advance(1000)
+def test_a_job_that_stays_in_progress_forever(api: httpx.Client, bria_inprocess: BriaMock) -> None:
+    status_url = submit_with_job_rule(api, bria_inprocess, {"state": "IN_PROGRESS"})
+    bria_inprocess.advance(1000)
 
     assert {api.get(status_url).json()["status"] for _ in range(5)} == {"IN_PROGRESS"}
 
 
-def test_a_job_held_for_n_polls_then_completed(api: httpx.Client, bria_mock: BriaMock) -> None:
-    status_url = submit_with_job_rule(api, bria_mock, {"polls": 4})
+def test_a_job_held_for_n_polls_then_completed(api: httpx.Client, bria_inprocess: BriaMock) -> None:
+    status_url = submit_with_job_rule(api, bria_inprocess, {"polls": 4})
 
     states = [api.get(status_url).json()["status"] for _ in range(5)]
 
     assert states == ["IN_PROGRESS"] * 4 + ["COMPLETED"]
 
 
-def test_a_job_held_for_seconds_on_the_virtual_clock(api: httpx.Client, bria_mock: BriaMock) -> None:
-    status_url = submit_with_job_rule(api, bria_mock, {"seconds": 30})
+def test_a_job_held_for_seconds_on_the_virtual_clock(api: httpx.Client, bria_inprocess: BriaMock) -> None:
+    status_url = submit_with_job_rule(api, bria_inprocess, {"seconds": 30})
     assert api.get(status_url).json()["status"] == "IN_PROGRESS"
 
     api.post("/bria-mock/clock/advance", json={"seconds": 30}, headers={"api_token": ""})
@@ -186,9 +186,9 @@ def test_a_job_held_for_seconds_on_the_virtual_clock(api: httpx.Client, bria_moc
     [({"state": "ERROR", "code": 422}, "ERROR", 422), ({"state": "UNKNOWN"}, "UNKNOWN", 500)],
 )
 def test_a_job_that_ends_badly(
-    api: httpx.Client, bria_mock: BriaMock, action: dict[str, object], state: str, code: int
+    api: httpx.Client, bria_inprocess: BriaMock, action: dict[str, object], state: str, code: int
 ) -> None:
-    status_url = submit_with_job_rule(api, bria_mock, action)
+    status_url = submit_with_job_rule(api, bria_inprocess, action)
     api.get(status_url)
 
     final = api.get(status_url).json()
@@ -196,9 +196,9 @@ def test_a_job_that_ends_badly(
     assert (final["status"], final["error"]["code"]) == (state, code)
 
 
-def test_the_status_endpoint_answers_503_for_a_while(api: httpx.Client, bria_mock: BriaMock) -> None:
-    status_url = api.post(RMBG, json=body(bria_mock)).json()["status_url"]
-    bria_mock.add_rule({"endpoint": "status", "action": {"type": "error", "status": 503}, "times": 2})
+def test_the_status_endpoint_answers_503_for_a_while(api: httpx.Client, bria_inprocess: BriaMock) -> None:
+    status_url = api.post(RMBG, json=body(bria_inprocess)).json()["status_url"]
+    bria_inprocess.add_rule({"endpoint": "status", "action": {"type": "error", "status": 503}, "times": 2})
 
     codes = [api.get(status_url).status_code for _ in range(4)]
 
@@ -209,9 +209,9 @@ def test_the_status_endpoint_answers_503_for_a_while(api: httpx.Client, bria_moc
     ("action", "code"), [({"type": "error", "status": 404}, 404), ({"type": "error", "status": 500}, 500)]
 )
 def test_result_urls_that_expire_or_fail(
-    api: httpx.Client, bria_mock: BriaMock, action: dict[str, object], code: int
+    api: httpx.Client, bria_inprocess: BriaMock, action: dict[str, object], code: int
 ) -> None:
-    image_url = api.post(RMBG, json={**body(bria_mock), "sync": True}).json()["result"]["image_url"]
-    bria_mock.add_rule({"endpoint": "result", "action": action})
+    image_url = api.post(RMBG, json={**body(bria_inprocess), "sync": True}).json()["result"]["image_url"]
+    bria_inprocess.add_rule({"endpoint": "result", "action": action})
 
-    assert httpx.get(image_url).status_code == code
+    assert api.get(image_url).status_code == code

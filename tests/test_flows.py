@@ -21,8 +21,8 @@ def poll_until_done(api: httpx.Client, status_url: str, polls: int = 10) -> dict
     raise AssertionError(f"still IN_PROGRESS after {polls} polls")
 
 
-def download(url: str) -> Image.Image:
-    response = httpx.get(url)  # no api_token: result links are public, like Bria's CDN
+def download(api: httpx.Client, url: str) -> Image.Image:
+    response = api.get(url, headers={"api_token": ""})  # no api_token: result links are public, like Bria's CDN
     assert response.status_code == 200
     assert response.headers["content-type"] == "image/png"
     return Image.open(io.BytesIO(response.content))
@@ -34,22 +34,22 @@ def test_sync_remove_background_returns_a_png_with_alpha_of_the_input_size(
     response = api.post(RMBG, json={"image": subject_jpeg_b64, "sync": True})
 
     assert response.status_code == 200
-    image = download(response.json()["result"]["image_url"])
+    image = download(api, response.json()["result"]["image_url"])
     assert (image.format, image.mode, image.size) == ("PNG", "RGBA", (640, 480))
 
 
 def test_async_remove_background_answers_202_then_completes_on_the_second_poll(
-    api: httpx.Client, bria_mock: BriaMock, subject_jpeg_b64: str
+    api: httpx.Client, bria_inprocess: BriaMock, subject_jpeg_b64: str
 ) -> None:
     accepted = api.post(RMBG, json={"image": subject_jpeg_b64})
 
     assert accepted.status_code == 202
     request_id, status_url = accepted.json()["request_id"], accepted.json()["status_url"]
-    assert status_url == f"{bria_mock.base_url}/v2/status/{request_id}"
+    assert status_url == f"{bria_inprocess.base_url}/v2/status/{request_id}"
     assert api.get(status_url).json() == {"request_id": request_id, "status": "IN_PROGRESS"}
     completed = poll_until_done(api, status_url)
     assert completed["status"] == "COMPLETED"
-    assert download(completed["result"]["image_url"]).size == (640, 480)  # type: ignore[index]
+    assert download(api, completed["result"]["image_url"]).size == (640, 480)  # type: ignore[index]
 
 
 def test_a_terminal_status_never_changes(api: httpx.Client, subject_jpeg_b64: str) -> None:
@@ -64,7 +64,7 @@ def test_sync_replace_background_returns_seed_and_refined_prompt(api: httpx.Clie
 
     assert isinstance(body["result"]["seed"], int)
     assert "in a parking lot" in body["result"]["refined_prompt"]
-    image = download(body["result"]["image_url"])
+    image = download(api, body["result"]["image_url"])
     assert image.format == "PNG"
     assert (
         abs(image.width * image.height - 1024 * 1024) / (1024 * 1024) < 0.01
@@ -78,11 +78,14 @@ def test_replace_background_with_original_quality_keeps_the_input_size(
     payload = {"image": subject_jpeg_b64, "prompt": "#FF5733", "original_quality": True, "sync": True}
     body = api.post(REPLACE, json=payload).json()
 
-    assert download(body["result"]["image_url"]).size == (640, 480)
+    assert download(api, body["result"]["image_url"]).size == (640, 480)
 
 
-def test_replace_background_with_ref_images_has_no_refined_prompt(api: httpx.Client, bria_mock: BriaMock) -> None:
-    payload = {"image": bria_mock.url("/samples/subject.jpg"), "ref_images": [bria_mock.url("/samples/background.jpg")]}
+def test_replace_background_with_ref_images_has_no_refined_prompt(api: httpx.Client, bria_inprocess: BriaMock) -> None:
+    payload = {
+        "image": bria_inprocess.url("/samples/subject.jpg"),
+        "ref_images": [bria_inprocess.url("/samples/background.jpg")],
+    }
     accepted = api.post(REPLACE, json={**payload, "sync": False})
     completed = poll_until_done(api, accepted.json()["status_url"])
 
@@ -94,7 +97,7 @@ def test_replace_background_with_ref_images_has_no_refined_prompt(api: httpx.Cli
 def test_the_same_image_url_always_serves_the_same_bytes(api: httpx.Client, subject_jpeg_b64: str) -> None:
     url = api.post(RMBG, json={"image": subject_jpeg_b64, "sync": True}).json()["result"]["image_url"]
 
-    assert httpx.get(url).content == httpx.get(url).content
+    assert api.get(url).content == api.get(url).content
 
 
 def test_a_result_url_can_be_the_input_of_the_next_call(api: httpx.Client, subject_jpeg_b64: str) -> None:
@@ -118,10 +121,10 @@ def test_a_sync_request_id_is_also_known_to_the_status_service(api: httpx.Client
     assert api.get(f"/v2/status/{request_id}").json()["status"] in {"IN_PROGRESS", "COMPLETED"}
 
 
-def test_reset_forgets_jobs(api: httpx.Client, bria_mock: BriaMock, subject_jpeg_b64: str) -> None:
+def test_reset_forgets_jobs(api: httpx.Client, bria_inprocess: BriaMock, subject_jpeg_b64: str) -> None:
     request_id = api.post(RMBG, json={"image": subject_jpeg_b64}).json()["request_id"]
 
-    bria_mock.reset()
+    bria_inprocess.reset()
 
     assert api.get(f"/v2/status/{request_id}").status_code == 404
 

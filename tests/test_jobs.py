@@ -8,27 +8,27 @@ import concurrent.futures
 import time
 
 import httpx
+from starlette.applications import Starlette
 
 from mock_server.fixtures.plugin import BriaMock
 from mock_server.image_factory import make_image
-from mock_server.server import ServerThread
 
 RMBG = "/v2/image/edit/remove_background"
 
 
 def test_jobs_expire_after_the_ttl_and_then_answer_404(
-    api: httpx.Client, bria_mock: BriaMock, subject_jpeg_b64: str
+    api: httpx.Client, bria_inprocess: BriaMock, subject_jpeg_b64: str
 ) -> None:
     accepted = api.post(RMBG, json={"image": subject_jpeg_b64}).json()
     api.get(accepted["status_url"])
     result_url = api.get(accepted["status_url"]).json()["result"]["image_url"]
 
-    bria_mock.advance(bria_mock.settings.job_ttl_seconds - 1)
+    bria_inprocess.advance(bria_inprocess.settings.job_ttl_seconds - 1)
     assert api.get(accepted["status_url"]).status_code == 200
-    bria_mock.advance(2)
+    bria_inprocess.advance(2)
 
     assert api.get(accepted["status_url"]).json() == {"status": "NOT_FOUND"}
-    assert httpx.get(result_url).status_code == 404
+    assert api.get(result_url).status_code == 404
 
 
 def test_past_max_jobs_the_oldest_expire_first(make_server, client_for, subject_jpeg_b64: str) -> None:  # type: ignore[no-untyped-def]
@@ -57,7 +57,9 @@ def test_progress_seconds_holds_a_job_until_the_clock_passes(make_server, client
     assert api.get(status_url).json()["status"] == "COMPLETED"
 
 
-def test_status_never_reports_failed(api: httpx.Client, bria_mock: BriaMock, client_for, subject_jpeg_b64: str) -> None:  # type: ignore[no-untyped-def]
+def test_status_never_reports_failed(
+    socket_api: httpx.Client, bria_mock: BriaMock, client_for, subject_jpeg_b64: str
+) -> None:  # type: ignore[no-untyped-def]
     seen = set()
     for token in ("test-token", "bria-mock-job-error", "bria-mock-job-unknown"):
         client = client_for(bria_mock.base_url, token=token)
@@ -78,9 +80,9 @@ def test_past_max_result_bytes_the_oldest_jobs_expire_first(make_server, client_
 
 
 def test_an_async_job_is_processed_on_its_first_due_poll(
-    api: httpx.Client, bria_mock_server: ServerThread, subject_jpeg_b64: str
+    api: httpx.Client, bria_app: Starlette, subject_jpeg_b64: str
 ) -> None:
-    jobs = bria_mock_server.backend.jobs  # the job's own state, which no client and no handle sees
+    jobs = bria_app.state.backend.jobs  # the job's own state, which no client and no handle sees
     request_id = api.post(RMBG, json={"image": subject_jpeg_b64}).json()["request_id"]
     job = jobs.get(request_id)
     assert job is not None and job.outcome is None and job.task is None  # accepted, nothing rendered yet
@@ -92,7 +94,7 @@ def test_an_async_job_is_processed_on_its_first_due_poll(
 
     assert done["status"] == "COMPLETED"
     assert job.work is None  # the input is released once the result exists
-    assert jobs.image_bytes == len(httpx.get(done["result"]["image_url"]).content)
+    assert jobs.image_bytes == len(api.get(done["result"]["image_url"]).content)
 
 
 def test_waiting_inputs_count_toward_max_result_bytes(make_server, client_for, subject_jpeg_b64: str) -> None:  # type: ignore[no-untyped-def]

@@ -6,23 +6,23 @@ import hashlib
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 
 from mock_server.assertions import assert_called, assert_called_in_order, assert_not_called
 from mock_server.fixtures.plugin import BriaMock
 from mock_server.image_factory import make_image
-from mock_server.server import ServerThread
 
 RMBG = "/v2/image/edit/remove_background"
 REPLACE = "/v2/image/edit/replace_background"
 
 
 def test_an_exchange_is_recorded_without_token_or_image_payload(
-    api: httpx.Client, bria_mock: BriaMock, subject_jpeg_b64: str
+    api: httpx.Client, bria_inprocess: BriaMock, subject_jpeg_b64: str
 ) -> None:
-    bria_mock.add_rule({"id": "slowish", "action": {"type": "latency", "ms": 1}})
+    bria_inprocess.add_rule({"id": "slowish", "action": {"type": "latency", "ms": 1}})
     api.post(RMBG, json={"image": subject_jpeg_b64, "sync": True})
 
-    (entry,) = bria_mock.calls(endpoint="remove_background")
+    (entry,) = bria_inprocess.calls(endpoint="remove_background")
     assert (entry.method, entry.path, entry.status, entry.rules) == ("POST", RMBG, 200, ["slowish"])
     assert entry.request_headers["api_token"] == "<redacted>"
     assert entry.body["image"]["format"] == "JPEG"
@@ -33,17 +33,17 @@ def test_an_exchange_is_recorded_without_token_or_image_payload(
     assert subject_jpeg_b64[:40] not in str(entry.to_json())
 
 
-def test_the_admin_api_filters_counts_and_clears(api: httpx.Client, bria_mock: BriaMock) -> None:
+def test_the_admin_api_filters_counts_and_clears(api: httpx.Client, bria_inprocess: BriaMock) -> None:
     api.get("/v2/status/a")
     api.get("/v2/status/b")
     api.post(RMBG, json={})
 
-    journal = httpx.get(bria_mock.url("/bria-mock/journal"), params={"endpoint": "status"}).json()
+    journal = api.get(bria_inprocess.url("/bria-mock/journal"), params={"endpoint": "status"}).json()
     assert journal["count"] == 2
     assert [entry["status"] for entry in journal["entries"]] == [404, 404]
-    assert httpx.get(bria_mock.url("/bria-mock/journal"), params={"status": 400}).json()["count"] == 1
-    assert httpx.post(bria_mock.url("/bria-mock/journal/clear"), json={}).status_code == 200
-    assert httpx.get(bria_mock.url("/bria-mock/journal")).json()["count"] == 0
+    assert api.get(bria_inprocess.url("/bria-mock/journal"), params={"status": 400}).json()["count"] == 1
+    assert api.post(bria_inprocess.url("/bria-mock/journal/clear"), json={}).status_code == 200
+    assert api.get(bria_inprocess.url("/bria-mock/journal")).json()["count"] == 0
 
 
 def test_the_journal_is_bounded_by_count_and_bytes(make_server, client_for) -> None:  # type: ignore[no-untyped-def]
@@ -62,10 +62,10 @@ def test_the_journal_is_bounded_by_count_and_bytes(make_server, client_for) -> N
 
 
 def test_verification_helpers_pass_and_fail_with_the_nearest_requests(
-    api: httpx.Client, bria_mock: BriaMock, bria_mock_server: ServerThread
+    api: httpx.Client, bria_inprocess: BriaMock, bria_app: Starlette
 ) -> None:
-    journal = bria_mock_server.backend.journal
-    api.post(REPLACE, json={"image": bria_mock.url("/samples/subject.jpg"), "prompt": "a beach"})
+    journal = bria_app.state.backend.journal
+    api.post(REPLACE, json={"image": bria_inprocess.url("/samples/subject.jpg"), "prompt": "a beach"})
     api.get("/v2/status/x")
 
     assert len(assert_called(journal, endpoint="replace_background", times=1)) == 1
@@ -80,17 +80,17 @@ def test_verification_helpers_pass_and_fail_with_the_nearest_requests(
 
 
 @pytest.mark.parametrize("image", ["data:", "data:image/png;base64", "data:,"])
-def test_odd_data_urls_are_summarised_without_error(api: httpx.Client, bria_mock: BriaMock, image: str) -> None:
+def test_odd_data_urls_are_summarised_without_error(api: httpx.Client, bria_inprocess: BriaMock, image: str) -> None:
     assert api.post(RMBG, json={"image": image}).status_code in (400, 415)
-    assert not bria_mock.crashes()
-    assert bria_mock.calls(endpoint="remove_background")[0].body["image"]["size"] >= 0
+    assert not bria_inprocess.crashes()
+    assert bria_inprocess.calls(endpoint="remove_background")[0].body["image"]["size"] >= 0
 
 
-def test_a_small_body_is_summarised_when_the_journal_is_read(api: httpx.Client, bria_mock: BriaMock) -> None:
+def test_a_small_body_is_summarised_when_the_journal_is_read(api: httpx.Client, bria_inprocess: BriaMock) -> None:
     tiny = make_image(format="PNG", size=(8, 8))
     api.post(RMBG, json={"image": tiny.base64})
 
-    (entry,) = bria_mock.calls(endpoint="remove_background")
+    (entry,) = bria_inprocess.calls(endpoint="remove_background")
     assert isinstance(entry.request_body, bytes)  # recorded as bytes: nothing spent on it yet
     assert tiny.base64 not in repr(entry)
     assert entry.body["image"] == {

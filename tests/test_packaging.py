@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.subprocess  # wheel builds and installs in their own processes
+
 ROOT = Path(__file__).resolve().parents[1]
 LINKED_FOLDERS = ("schemas", "fixtures", "contract_tests")
 # What a probe prints about the modules it imports: where each one's file really is.
@@ -22,7 +24,6 @@ import importlib.util, json, sys
 from pathlib import Path
 import mock_server
 
-pytestmark = pytest.mark.subprocess  # wheel builds, installs and suite runs in their own processes
 names = ["mock_server.fixtures.plugin", "mock_server.contract_tests.strategies", "mock_server.contract"]
 origins = {name: str(Path(importlib.util.find_spec(name).origin).resolve()) for name in names}
 schemas = Path(mock_server.__path__[0]) / "schemas" / "error.json"

@@ -16,11 +16,11 @@ REPLACE = "/v2/image/edit/replace_background"
 
 def result_bytes(api: httpx.Client, path: str, payload: dict[str, object]) -> tuple[dict[str, object], bytes]:
     body = api.post(path, json={**payload, "sync": True}).json()
-    return body["result"], httpx.get(body["result"]["image_url"]).content
+    return body["result"], api.get(body["result"]["image_url"]).content
 
 
-def test_without_a_seed_the_returned_seed_replays_the_same_image(api: httpx.Client, bria_mock: BriaMock) -> None:
-    payload = {"image": bria_mock.url("/samples/subject.jpg"), "prompt": "a quiet forest at dawn", "mode": "base"}
+def test_without_a_seed_the_returned_seed_replays_the_same_image(api: httpx.Client, bria_inprocess: BriaMock) -> None:
+    payload = {"image": bria_inprocess.url("/samples/subject.jpg"), "prompt": "a quiet forest at dawn", "mode": "base"}
     first, first_png = result_bytes(api, REPLACE, payload)
 
     replay, replay_png = result_bytes(api, REPLACE, {**payload, "seed": first["seed"]})
@@ -29,8 +29,8 @@ def test_without_a_seed_the_returned_seed_replays_the_same_image(api: httpx.Clie
     assert replay_png == first_png
 
 
-def test_a_different_seed_gives_a_different_image(api: httpx.Client, bria_mock: BriaMock) -> None:
-    payload = {"image": bria_mock.url("/samples/subject.jpg"), "prompt": "a quiet forest at dawn"}
+def test_a_different_seed_gives_a_different_image(api: httpx.Client, bria_inprocess: BriaMock) -> None:
+    payload = {"image": bria_inprocess.url("/samples/subject.jpg"), "prompt": "a quiet forest at dawn"}
 
     assert (
         result_bytes(api, REPLACE, {**payload, "seed": 1})[1] != result_bytes(api, REPLACE, {**payload, "seed": 2})[1]
@@ -38,15 +38,15 @@ def test_a_different_seed_gives_a_different_image(api: httpx.Client, bria_mock: 
 
 
 def test_refined_prompt_is_the_prompt_itself_when_refine_prompt_is_false(
-    api: httpx.Client, bria_mock: BriaMock
+    api: httpx.Client, bria_inprocess: BriaMock
 ) -> None:
-    payload = {"image": bria_mock.url("/samples/subject.jpg"), "prompt": "on a beach", "refine_prompt": False}
+    payload = {"image": bria_inprocess.url("/samples/subject.jpg"), "prompt": "on a beach", "refine_prompt": False}
 
     assert result_bytes(api, REPLACE, payload)[0]["refined_prompt"] == "on a beach"
 
 
-def test_a_hex_colour_prompt_gives_exactly_that_background(api: httpx.Client, bria_mock: BriaMock) -> None:
-    payload = {"image": bria_mock.url("/samples/subject.jpg"), "prompt": "studio backdrop #FF5733"}
+def test_a_hex_colour_prompt_gives_exactly_that_background(api: httpx.Client, bria_inprocess: BriaMock) -> None:
+    payload = {"image": bria_inprocess.url("/samples/subject.jpg"), "prompt": "studio backdrop #FF5733"}
     image = Image.open(io.BytesIO(result_bytes(api, REPLACE, payload)[1]))
 
     assert image.getpixel((0, 0)) == image.getpixel((image.width - 1, image.height - 1)) == (255, 87, 51)

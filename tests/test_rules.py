@@ -21,22 +21,22 @@ def codes(api: httpx.Client, mock: BriaMock, n: int = 3, **extra: object) -> lis
     return [api.post(RMBG, json={"image": mock.url("/samples/subject.jpg"), **extra}).status_code for _ in range(n)]
 
 
-def test_python_api_fail_twice_then_succeed(api: httpx.Client, bria_mock: BriaMock) -> None:
-    bria_mock.add_rule(FAIL_TWICE)
+def test_python_api_fail_twice_then_succeed(api: httpx.Client, bria_inprocess: BriaMock) -> None:
+    bria_inprocess.add_rule(FAIL_TWICE)
 
-    assert codes(api, bria_mock) == [503, 503, 202]
+    assert codes(api, bria_inprocess) == [503, 503, 202]
 
 
-def test_admin_api_add_list_delete_and_reset(api: httpx.Client, bria_mock: BriaMock, client_for) -> None:  # type: ignore[no-untyped-def]
+def test_admin_api_add_list_delete_and_reset(socket_api: httpx.Client, bria_mock: BriaMock, client_for) -> None:  # type: ignore[no-untyped-def]
     admin = client_for(bria_mock.base_url, token=None)
     added = admin.post("/bria-mock/rules", json={**FAIL_TWICE, "id": "flaky"})
     assert added.status_code == 201
-    assert codes(api, bria_mock, 1) == [503]
+    assert codes(socket_api, bria_mock, 1) == [503]
 
     listed = admin.get("/bria-mock/rules").json()["rules"]
     assert [(rule["id"], rule["fired"]) for rule in listed] == [("flaky", 1)]
     assert admin.delete("/bria-mock/rules/flaky").status_code == 200
-    assert codes(api, bria_mock, 1) == [202]
+    assert codes(socket_api, bria_mock, 1) == [202]
     assert admin.delete("/bria-mock/rules/flaky").status_code == 404
 
     admin.post("/bria-mock/rules", json=FAIL_TWICE)
@@ -75,51 +75,51 @@ def test_a_broken_rules_file_is_a_clear_error_at_start(tmp_path: Path) -> None:
     assert f"rules file {rules}: rule: " in done.stderr
 
 
-def test_header_rules_apply_to_that_request_only(api: httpx.Client, bria_mock: BriaMock) -> None:
-    image = bria_mock.url("/samples/subject.jpg")
+def test_header_rules_apply_to_that_request_only(api: httpx.Client, bria_inprocess: BriaMock) -> None:
+    image = bria_inprocess.url("/samples/subject.jpg")
     first = api.post(RMBG, json={"image": image}, headers={"X-Bria-Mock-Rule": json.dumps(FAIL_TWICE)})
 
     assert first.status_code == 503
-    assert codes(api, bria_mock, 2) == [202, 202]
+    assert codes(api, bria_inprocess, 2) == [202, 202]
 
 
-def test_match_on_body_fields_method_and_call_count(api: httpx.Client, bria_mock: BriaMock) -> None:
-    bria_mock.add_rules(
+def test_match_on_body_fields_method_and_call_count(api: httpx.Client, bria_inprocess: BriaMock) -> None:
+    bria_inprocess.add_rules(
         {"body": {"sync": True}, "method": "POST", "action": {"type": "error", "status": 500}},
         {"endpoint": "remove_background", "calls": [2], "action": {"type": "error", "status": 502}},
     )
 
-    assert codes(api, bria_mock, 1, sync=True) == [500]
-    assert codes(api, bria_mock, 3) == [502, 202, 202]  # the 2nd matching call: the sync one was the 1st
+    assert codes(api, bria_inprocess, 1, sync=True) == [500]
+    assert codes(api, bria_inprocess, 3) == [502, 202, 202]  # the 2nd matching call: the sync one was the 1st
 
 
-def test_seeded_probability_replays_the_same_schedule(api: httpx.Client, bria_mock: BriaMock) -> None:
+def test_seeded_probability_replays_the_same_schedule(api: httpx.Client, bria_inprocess: BriaMock) -> None:
     rule = {"endpoint": "remove_background", "action": {"type": "error", "status": 503}, "probability": 0.5, "seed": 7}
 
     schedules = []
     for _ in range(2):
-        bria_mock.reset()
-        bria_mock.add_rule(rule)
-        schedules.append(codes(api, bria_mock, 12))
+        bria_inprocess.reset()
+        bria_inprocess.add_rule(rule)
+        schedules.append(codes(api, bria_inprocess, 12))
 
     assert schedules[0] == schedules[1]
     assert {503, 202} == set(schedules[0])
 
 
-def test_an_explicit_schedule_fires_exactly_where_it_says(api: httpx.Client, bria_mock: BriaMock) -> None:
-    bria_mock.add_rule({"action": {"type": "error", "status": 500}, "schedule": [False, True, True, False]})
+def test_an_explicit_schedule_fires_exactly_where_it_says(api: httpx.Client, bria_inprocess: BriaMock) -> None:
+    bria_inprocess.add_rule({"action": {"type": "error", "status": 500}, "schedule": [False, True, True, False]})
 
-    assert codes(api, bria_mock, 5) == [202, 500, 500, 202, 202]
-    assert list(bria_mock.rules()[0].history) == [False, True, True, False, False]
+    assert codes(api, bria_inprocess, 5) == [202, 500, 500, 202, 202]
+    assert list(bria_inprocess.rules()[0].history) == [False, True, True, False, False]
 
 
-def test_for_seconds_limits_a_rule_on_the_virtual_clock(api: httpx.Client, bria_mock: BriaMock) -> None:
-    bria_mock.add_rule({"action": {"type": "error", "status": 503}, "for_seconds": 60})
-    assert codes(api, bria_mock, 1) == [503]
+def test_for_seconds_limits_a_rule_on_the_virtual_clock(api: httpx.Client, bria_inprocess: BriaMock) -> None:
+    bria_inprocess.add_rule({"action": {"type": "error", "status": 503}, "for_seconds": 60})
+    assert codes(api, bria_inprocess, 1) == [503]
 
-    bria_mock.advance(60)
+    bria_inprocess.advance(60)
 
-    assert codes(api, bria_mock, 1) == [202]
+    assert codes(api, bria_inprocess, 1) == [202]
 
 
 def test_namespaces_keep_tokens_apart(bria_mock: BriaMock, client_for) -> None:  # type: ignore[no-untyped-def]
@@ -176,7 +176,7 @@ def test_bad_journal_queries_are_400(bria_mock: BriaMock, query: str) -> None:
 @pytest.mark.parametrize(
     "headers", [{"Prefer": "latency=inf"}, {"X-Bria-Mock-Rule": "[" * 100_000}, {"X-Bria-Mock-Rule": "{bad"}]
 )
-def test_bad_header_rules_are_400(api: httpx.Client, bria_mock: BriaMock, headers: dict[str, str]) -> None:
+def test_bad_header_rules_are_400(api: httpx.Client, bria_inprocess: BriaMock, headers: dict[str, str]) -> None:
     assert api.get("/v2/status/x", headers=headers).status_code == 400
 
 
@@ -196,9 +196,11 @@ def test_a_namespace_cannot_see_or_delete_another_ones_state(bria_mock: BriaMock
     assert alice.get("/bria-mock/state").json()["jobs"] == 1
 
 
-def test_a_rules_history_is_bounded(api: httpx.Client, bria_mock: BriaMock, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_rules_history_is_bounded(
+    api: httpx.Client, bria_inprocess: BriaMock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr("mock_server.rules.HISTORY_KEPT", 3)
-    rule = bria_mock.add_rule(endpoint="status", action={"type": "latency", "ms": 0})
+    rule = bria_inprocess.add_rule(endpoint="status", action={"type": "latency", "ms": 0})
     for _ in range(5):
         api.get("/v2/status/x")
 

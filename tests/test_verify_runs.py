@@ -30,7 +30,7 @@ from mock_server.drift import compare_recording
 from mock_server.server import ServerThread
 from mock_server.verify import HYPOTHESIS_PLUGIN, suite_directory
 
-pytestmark = pytest.mark.subprocess  # wheel builds, installs and suite runs in their own processes
+pytestmark = pytest.mark.subprocess  # the suite and verify run in their own processes
 
 LIVE_TOKEN = "live-token-3c9e"
 # Variables that would change which target or profile the child runs choose.
