@@ -162,10 +162,33 @@ async def advance_clock(request: Request) -> Response:
     if not isinstance(seconds, int | float) or isinstance(seconds, bool):
         raise BadRequest("seconds: expected a number of seconds")
     try:
-        _backend(request).clock.advance(float(seconds))
+        _backend(request).advance_clock(float(seconds))
     except (ValueError, OverflowError) as exc:
         raise BadRequest(f"seconds: {exc}") from None
     return JSONResponse({"advanced": seconds})
+
+
+async def webhooks(request: Request) -> Response:
+    """Webhook attempts, oldest first; filters: request_id, status, delivered (true/false), url, limit."""
+    backend = _backend(request)
+    query = request.query_params
+    for key in ("status", "limit"):
+        if not query.get(key, "0").isdigit():
+            raise BadRequest(f"{key}: expected a whole number, got {query.get(key)!r}")
+    delivered = query.get("delivered")
+    if delivered not in (None, "true", "false"):
+        raise BadRequest(f"delivered: expected true or false, got {delivered!r}")
+    namespace = _namespace(request)
+    attempts = backend.webhooks.log.attempts(
+        namespace=namespace_id(namespace) if namespace else None,
+        request_id=query.get("request_id"),
+        status=int(query["status"]) if "status" in query else None,
+        delivered=None if delivered is None else delivered == "true",
+        url=query.get("url"),
+    )
+    limit = int(query.get("limit", "0") or 0)
+    shown = attempts[-limit:] if limit > 0 else attempts
+    return JSONResponse({"count": len(attempts), "attempts": [attempt.to_json() for attempt in shown]})
 
 
 async def rate_limit(request: Request) -> Response:
@@ -226,6 +249,7 @@ ROUTES = [
     Route("GET", f"{PREFIX}/journal", journal),
     Route("POST", f"{PREFIX}/journal/clear", clear_journal),
     Route("POST", f"{PREFIX}/clock/advance", advance_clock),
+    Route("GET", f"{PREFIX}/webhooks", webhooks),
     Route("POST", f"{PREFIX}/rate-limit", rate_limit),
     Route("GET", f"{PREFIX}/state", state),
     Route("POST", f"{PREFIX}/uploads", upload),
