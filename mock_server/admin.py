@@ -20,6 +20,7 @@ from mock_server.ids import namespace_id
 from mock_server.ratelimit import per_minute
 from mock_server.responses import JSONResponse
 from mock_server.routing import Route
+from mock_server.webhook_signing import ID_HEADER
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
 PREFIX = "/bria-mock"
 ADMIN_TOKEN_HEADER = "x-bria-mock-admin-token"
+WEBHOOK_ID_HEADER = ID_HEADER.lower()
 JSON_TYPES = frozenset({"application/json"})
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff"})
 # Names of this machine the controls answer under without an admin token (besides loopback
@@ -43,9 +45,12 @@ def _backend(request: Request, *, body_types: frozenset[str] = JSON_TYPES) -> Br
     machine (loopback) may, and only under a name of this machine (a web page that rebinds
     its own name to 127.0.0.1 is refused). A write (POST) must carry one of ``body_types`` and
     no foreign ``Origin``: a web page in the user's browser cannot send either without the
-    browser asking first, which the fake never allows.
+    browser asking first, which the fake never allows. The fake's own webhooks (they come from
+    loopback, as JSON) are refused: a ``webhook_url`` is no way into the controls.
     """
     backend: BriaBackend = request.app.state.backend
+    if WEBHOOK_ID_HEADER in request.headers:  # a webhook_url pointed at the controls must not reset the fake
+        raise Forbidden("the controls never take the fake's own webhook deliveries")
     expected = backend.settings.admin_token
     if expected:
         given = request.headers.get(ADMIN_TOKEN_HEADER, "")

@@ -369,6 +369,16 @@ def test_loopback_by_name_is_allowed_by_default(bria_mock: BriaMock, bria_webhoo
     assert hook.headers["host"].startswith("localhost:")
 
 
+def test_a_webhook_pointed_at_the_fakes_own_controls_cannot_reset_it(bria_mock: BriaMock) -> None:
+    request_id = accepted(bria_mock, bria_mock.url("/bria-mock/reset"))
+    bria_mock.advance(1)
+    bria_mock.wait_for_webhooks()
+
+    attempt = bria_mock.webhooks(request_id=request_id)[0]
+    assert attempt.status == 403
+    assert status_of(bria_mock, request_id).json()["status"] == "COMPLETED"  # nothing was reset
+
+
 def test_an_allowlist_restricts_where_webhooks_go(make_server, bria_webhook_receiver: WebhookReceiver) -> None:  # type: ignore[no-untyped-def]
     mock = BriaMock.serving(make_server(webhook_allowlist=("10.0.0.0/8", "hooks.internal"), progress_polls=0))
     request_id = accepted(mock, bria_webhook_receiver.url)
@@ -467,3 +477,15 @@ def test_assert_webhook_delivered_lists_what_was_delivered_instead(
     assert f"every attempt recorded:\n  {request_id} delivery 1 attempt 1 to {bria_webhook_receiver.url}: 200" in str(
         failure.value
     )
+
+
+def test_an_in_process_fake_delivers_too(
+    bria_client: httpx.Client, bria_inprocess: BriaMock, bria_webhook_receiver: WebhookReceiver
+) -> None:
+    body = {"image": small_image(), "webhook_url": bria_webhook_receiver.url}
+    request_id = bria_client.post(RMBG, json=body).json()["request_id"]
+    bria_inprocess.advance(1)
+
+    hook = bria_webhook_receiver.wait_for(request_id)
+
+    assert hook.body == bria_client.get(f"/v2/status/{request_id}").content
