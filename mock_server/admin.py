@@ -167,7 +167,7 @@ async def advance_clock(request: Request) -> Response:
     if not isinstance(seconds, int | float) or isinstance(seconds, bool):
         raise BadRequest("seconds: expected a number of seconds")
     try:
-        _backend(request).advance_clock(float(seconds))
+        _backend(request).clock.advance(float(seconds))
     except (ValueError, OverflowError) as exc:
         raise BadRequest(f"seconds: {exc}") from None
     return JSONResponse({"advanced": seconds})

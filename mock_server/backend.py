@@ -56,6 +56,7 @@ class BriaBackend:
         self._tasks: set[asyncio.Task[None]] = set()
         self.crashes = CrashLog()
         self.scheduler = Scheduler(self.clock, self.crashes.record)
+        self.clock.on_advance(self.scheduler.wake)  # advancing the clock runs what falls due
         self.webhooks = Webhooks(settings, self.clock, self.scheduler, self.rules)
         self.uploads = Uploads()
         self._initial_rules = load_rules_file(settings.rules_file, self.clock.now()) if settings.rules_file else []
@@ -94,11 +95,6 @@ class BriaBackend:
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.scheduler.aclose()
         await self.webhooks.aclose()
-
-    def advance_clock(self, seconds: float) -> None:
-        """Move the fake's clock forward; what falls due (job ends, webhook attempts) runs at once."""
-        self.clock.advance(seconds)
-        self.scheduler.wake()
 
     # --- auth -------------------------------------------------------------------------
 

@@ -30,10 +30,15 @@ class JobState(enum.StrEnum):
 
 
 class Clock:
-    """Monotonic seconds that tests can move forward (time-based progressions, expiry)."""
+    """Monotonic seconds that tests can move forward (time-based progressions, expiry, the scheduler)."""
 
     def __init__(self) -> None:
         self._offset = 0.0
+        self._on_advance: list[Callable[[], None]] = []
+
+    def on_advance(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after each ``advance`` (from the advancing thread): the scheduler looks again."""
+        self._on_advance.append(listener)
 
     def now(self) -> float:
         return time.monotonic() + self._offset
@@ -46,6 +51,8 @@ class Clock:
         if not 0 <= seconds <= MAX_ADVANCE_SECONDS:  # also refuses NaN and infinity
             raise ValueError(f"the clock moves forward by 0 to {MAX_ADVANCE_SECONDS:.0f} seconds at a time")
         self._offset += seconds
+        for listener in self._on_advance:
+            listener()
 
 
 @dataclasses.dataclass(frozen=True)
