@@ -163,14 +163,15 @@ class Webhooks:
 
     def _release_held(self, sent: Delivery) -> None:
         """A delivery went out: the ones a reorder rule held go right after it."""
-        for held in [held for held in self._held if held.request_id != sent.request_id]:
-            self._held.remove(held)
+        released = [held for held in self._held if held.request_id != sent.request_id]
+        self._held = [held for held in self._held if held.request_id == sent.request_id]
+        for held in released:
             self._schedule(held, 1, self._clock.now())
 
     async def _release(self, delivery: Delivery) -> None:
         """The hold of a reordered delivery ran out before another delivery came: send it now."""
-        if delivery in self._held:
-            self._held.remove(delivery)
+        if any(held is delivery for held in self._held):
+            self._held = [held for held in self._held if held is not delivery]
             await self._attempt(delivery, 1)
 
     def _record(
