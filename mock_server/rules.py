@@ -1,7 +1,9 @@
 """Fault-injection rules: one model behind the header, the rules file, the admin API and Python.
 
 A rule matches requests (endpoint, method, token, body fields, which call) and acts on them
-(an error, latency, a slow body, a broken connection, a job timeline). ``times``,
+(an error, latency, a slow body, a broken connection, a job timeline), or matches the fake's
+webhook deliveries (endpoint ``webhook``, the status body as body) and acts on those (delay,
+drop, duplicate, reorder, a bad signature, a stale timestamp, a tampered body, another retry policy). ``times``,
 ``probability`` with a ``seed``, and an explicit ``schedule`` limit how often it fires; the
 seeded draws make a random schedule replay exactly, and a schedule is a list a test can shrink.
 """
@@ -38,7 +40,7 @@ HISTORY_KEPT = 1000
 
 @dataclasses.dataclass(frozen=True)
 class Traffic:
-    """What a rule can match on, for one request."""
+    """What a rule can match on, for one request (or one webhook delivery: endpoint ``webhook``)."""
 
     endpoint: str  # an operation's name, status, result, sample, other or webhook (see operations.endpoint_names)
     method: str
@@ -247,7 +249,8 @@ _PREFER_KEYS = {"code", "retry-after", "latency", "fault", "job", "job-polls"}
 
 
 def rules_from_headers(headers: Mapping[str, str], now: float) -> list[Rule]:
-    """One-off rules for this request alone: ``X-Bria-Mock-Rule`` (a rule or an action, as JSON)
+    """One-off rules for this request alone (a webhook action: for its job's delivery):
+    ``X-Bria-Mock-Rule`` (a rule or an action, as JSON)
     and Prism-style ``Prefer: code=503, retry-after=2`` (also ``latency=MS``, ``fault=NAME``,
     ``job=STATE``, ``job-polls=N``)."""
     found: list[Rule] = []
