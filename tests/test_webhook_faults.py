@@ -197,6 +197,16 @@ def test_retry_overrides_attempts_and_backoff_for_its_deliveries(
     assert [record.attempt for record in bria_mock.webhooks(request_id=request_id)] == [1, 2, 3]
 
 
+def test_a_webhook_rule_matches_the_status_body(bria_mock: BriaMock, bria_webhook_receiver: WebhookReceiver) -> None:
+    bria_mock.add_rule(webhook_rule({"type": "drop"}, body={"status": "ERROR"}))
+    failing = {RULE_HEADER: '{"type": "job", "state": "ERROR"}'}
+    failed, completed = accepted(bria_mock, bria_webhook_receiver, failing), accepted(bria_mock, bria_webhook_receiver)
+    settle(bria_mock, 1)
+
+    assert bria_mock.webhooks(request_id=failed)[0].sent is False
+    assert bria_webhook_receiver.wait_for(completed).json["status"] == "COMPLETED"
+
+
 # --- how often: times, calls, probability + seed, schedule, for_seconds -----------------------------
 
 
