@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from mock_server.rules import Decision, Rule, RuleBook
     from mock_server.scheduler import Scheduler
 
-_WRONG_KEY_SUFFIX = b"bria-mock: a wrong key"
+_WRONG_KEY_SUFFIX = "bria-mock: a wrong key"  # bad_signature signs with the token's key for another token
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +94,7 @@ class Delivery:
 
     @property
     def owner(self) -> str | None:
+        """The namespace of the job's token: a namespaced reset drops its deliveries."""
         return namespace_id(self.target.token)
 
 
@@ -135,6 +136,7 @@ class Webhooks:
         self._held = [held for held in self._held if namespace is not None and held.owner != namespace]
 
     async def aclose(self) -> None:
+        """Close the HTTP client (at shutdown)."""
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -143,11 +145,12 @@ class Webhooks:
         self._scheduler.at(due, partial(self._attempt, delivery, attempt), delivery.owner)
 
     async def _attempt(self, delivery: Delivery, attempt: int) -> None:
+        """Sign and send one attempt, record it, and schedule the next one when it failed."""
         plan = delivery.plan
         timestamp = int(time.time()) - plan.stale_seconds
         key = signing_key(delivery.target.token)
         if plan.bad_signature:
-            key = signing_key(delivery.target.token + _WRONG_KEY_SUFFIX.decode())
+            key = signing_key(delivery.target.token + _WRONG_KEY_SUFFIX)
         headers = signed_headers(key, delivery.request_id, timestamp, delivery.body)
         body = delivery.body[:-1] + b',"tampered":true}' if plan.tampered else delivery.body
         result, sent_headers = await post(
