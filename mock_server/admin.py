@@ -21,6 +21,7 @@ from mock_server.ids import namespace_id
 from mock_server.ratelimit import per_minute
 from mock_server.responses import JSONResponse
 from mock_server.routing import Route
+from mock_server.webhook_signing import ID_HEADER
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
 PREFIX = "/bria-mock"
 ADMIN_TOKEN_HEADER = "x-bria-mock-admin-token"
+WEBHOOK_ID_HEADER = ID_HEADER.lower()
 JSON_TYPES = frozenset({"application/json"})
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff"})
 # Names of this machine the controls answer under without an admin token (besides loopback
@@ -44,9 +46,12 @@ def _backend(request: Request, *, body_types: frozenset[str] = JSON_TYPES) -> Br
     machine (loopback) may, and only under a name of this machine (a web page that rebinds
     its own name to 127.0.0.1 is refused). A write (POST) must carry one of ``body_types`` and
     no foreign ``Origin``: a web page in the user's browser cannot send either without the
-    browser asking first, which the fake never allows.
+    browser asking first, which the fake never allows. The fake's own webhooks (they come from
+    loopback, as JSON) are refused: a ``webhook_url`` is no way into the controls.
     """
     backend: BriaBackend = request.app.state.backend
+    if WEBHOOK_ID_HEADER in request.headers:  # a webhook_url pointed at the controls must not reset the fake
+        raise Forbidden("the controls never take the fake's own webhook deliveries")
     expected = backend.settings.admin_token
     if expected:
         given = request.headers.get(ADMIN_TOKEN_HEADER, "")
@@ -174,6 +179,29 @@ async def advance_clock(request: Request) -> Response:
     return JSONResponse({"advanced": seconds})
 
 
+async def webhooks(request: Request) -> Response:
+    """Webhook attempts, oldest first; filters: request_id, status, delivered (true/false), url, limit."""
+    backend = _backend(request)
+    query = request.query_params
+    for key in ("status", "limit"):
+        if not query.get(key, "0").isdigit():
+            raise BadRequest(f"{key}: expected a whole number, got {query.get(key)!r}")
+    delivered = query.get("delivered")
+    if delivered not in (None, "true", "false"):
+        raise BadRequest(f"delivered: expected true or false, got {delivered!r}")
+    namespace = _namespace(request)
+    attempts = backend.webhooks.log.attempts(
+        namespace=namespace_id(namespace) if namespace else None,
+        request_id=query.get("request_id"),
+        status=int(query["status"]) if "status" in query else None,
+        delivered=None if delivered is None else delivered == "true",
+        url=query.get("url"),
+    )
+    limit = int(query.get("limit", "0") or 0)
+    shown = attempts[-limit:] if limit > 0 else attempts
+    return JSONResponse({"count": len(attempts), "attempts": [attempt.to_json() for attempt in shown]})
+
+
 async def rate_limit(request: Request) -> Response:
     body = await _json_body(request)
     value = body.get("per_minute", body.get("plan")) if isinstance(body, dict) else None
@@ -234,6 +262,7 @@ ROUTES = [
     Route("GET", f"{PREFIX}/journal", journal),
     Route("POST", f"{PREFIX}/journal/clear", clear_journal),
     Route("POST", f"{PREFIX}/clock/advance", advance_clock),
+    Route("GET", f"{PREFIX}/webhooks", webhooks),
     Route("POST", f"{PREFIX}/rate-limit", rate_limit),
     Route("GET", f"{PREFIX}/state", state),
     Route("POST", f"{PREFIX}/uploads", upload),

@@ -96,6 +96,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.loop = asyncio.get_running_loop()  # for thread-safe calls from tests (ServerThread)
+        backend.scheduler.start()  # job ends and webhook deliveries on the fake's clock
         yield
         await backend.aclose()
 

@@ -2,7 +2,7 @@
 
 Handlers read HTTP and call these methods; every failure is raised as a ``BriaError``.
 State lives here and nowhere else: jobs and their result images, rules, the journal,
-rate-limit buckets, the clock, uploads and the crash log.
+rate-limit buckets, the clock and its scheduler, webhook deliveries, uploads and the crash log.
 """
 
 from __future__ import annotations
@@ -22,12 +22,16 @@ from mock_server.jobs import Clock, Job, JobState, JobStore, JobTimeline, Outcom
 from mock_server.journal import Journal
 from mock_server.ratelimit import RateLimiter, per_minute
 from mock_server.resolver import RESULTS_PATH, UPLOADS_PATH, InputResolver, sample_file
+from mock_server.responses import JSONResponse
 from mock_server.rules import Rule, RuleBook, load_rules_file, parse_rule
+from mock_server.scheduler import Scheduler
 from mock_server.triggers import JOB_FAILURE_TOKENS, UNSAFE_OUTPUT_MARKER, is_trigger_token, token_error
 from mock_server.uploads import Uploads
+from mock_server.webhooks import Webhooks
 
 if TYPE_CHECKING:
     from mock_server.operations import Inputs, Operation, Output
+    from mock_server.webhooks import WebhookTarget
 
 # How long a due status poll waits for processing still under way before answering IN_PROGRESS.
 PROCESSING_TIMEOUT_SECONDS = 60.0
@@ -51,6 +55,9 @@ class BriaBackend:
         self.limiter = RateLimiter(self.clock.now, per_minute(settings.rate_limit))
         self._tasks: set[asyncio.Task[None]] = set()
         self.crashes = CrashLog()
+        self.scheduler = Scheduler(self.clock, self.crashes.record)
+        self.clock.on_advance(self.scheduler.wake)  # advancing the clock runs what falls due
+        self.webhooks = Webhooks(settings, self.clock, self.scheduler, self.rules)
         self.uploads = Uploads()
         self._initial_rules = load_rules_file(settings.rules_file, self.clock.now()) if settings.rules_file else []
         self.rules.add(self._initial_rules)
@@ -60,7 +67,10 @@ class BriaBackend:
 
         A full reset keeps the rules of the rules file (they are part of the configuration).
         """
-        self.jobs.clear(namespace_id(token) if token is not None else None)
+        namespace = namespace_id(token) if token is not None else None
+        self.jobs.clear(namespace)
+        self.scheduler.clear(namespace)
+        self.webhooks.clear(namespace)
         self.rules.clear(token)
         self.journal.clear(token)
         self.limiter.clear(token)
@@ -79,10 +89,12 @@ class BriaBackend:
         return self.rules.add([parse_rule(spec, self.clock.now(), self.rules.next_id()) for spec in specs])
 
     async def aclose(self) -> None:
-        """Cancel background processing at shutdown."""
+        """Cancel background processing and deliveries at shutdown."""
         tasks = list(self._tasks)
         self.reset()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.scheduler.aclose()
+        await self.webhooks.aclose()
 
     # --- auth -------------------------------------------------------------------------
 
@@ -118,16 +130,21 @@ class BriaBackend:
         *,
         sync: bool,
         timeline: JobTimeline | None = None,
+        webhook: WebhookTarget | None = None,
     ) -> Job:
         """A new job for a checked request. An async job is processed on its first due status poll
-        (see ``status``); ``timeline`` (from a ``job`` rule) holds it longer or ends it another way."""
+        (see ``status``); ``timeline`` (from a ``job`` rule) holds it longer or ends it another way.
+
+        A job with a ``webhook`` is not left to polls: it ends on the fake's clock, when its timeline
+        says (``Progression.ends_at``), and delivers its webhook; a sync one delivers once answered.
+        """
         operation.check_inputs(options, inputs)
         first = next(iter(inputs.values()), None)  # the image being edited (``image``, or ``images[0]``)
         output_unsafe = bool(options.get("visual_output_content_moderation")) and (
             first is not None and UNSAFE_OUTPUT_MARKER in first.markers
         )
         work = partial(self._finish, token, base_url, partial(operation.produce, options, inputs), output_unsafe)
-        return self.jobs.create(
+        job = self.jobs.create(
             request_id,
             operation.name,
             owner=namespace_id(token),
@@ -136,6 +153,33 @@ class BriaBackend:
             work=work,
             pending_bytes=sum(len(image.data) for image in inputs.values()),
         )
+        if webhook is not None:
+            self._expect_webhook(job, webhook)
+        return job
+
+    def _expect_webhook(self, job: Job, webhook: WebhookTarget) -> None:
+        """Schedule the end of an async job with a webhook on the fake's clock."""
+        job.webhook = webhook
+        if job.sync:
+            return  # (delivered by answer_sync)
+        job.ends_at = self.progression.ends_at(job, self.settings.webhook_seconds_per_poll)
+        if job.ends_at is not None:
+            self.scheduler.at(job.ends_at, partial(self._end_and_deliver, job), job.owner)
+
+    async def _end_and_deliver(self, job: Job) -> None:
+        """A webhook job's time has come: process it (unless a poll already did) and deliver it."""
+        if self.jobs.get(job.request_id) is not job:
+            return  # expired, or gone with a reset
+        await self._process(job)
+        while job.outcome is None and job.task is not None:  # (processing over a minute: keep waiting)
+            await asyncio.wait({job.task})
+        self._deliver(job)
+
+    def _deliver(self, job: Job) -> None:
+        if job.webhook is None or job.outcome is None:
+            return
+        body = JSONResponse(self.status_body(job.request_id, job.outcome)).body  # the bytes a poll gets
+        self.webhooks.deliver(job.request_id, job.webhook, bytes(body))
 
     async def answer_sync(self, job: Job) -> dict[str, Any]:
         """Process a sync job in the request itself (a reset cannot cancel a call in flight) and
@@ -143,6 +187,7 @@ class BriaBackend:
         await self._run(job)
         outcome = job.outcome
         assert outcome is not None
+        self._deliver(job)
         if outcome.state is not JobState.COMPLETED:
             raise outcome.error or ServerError("processing failed")
         body = {"result": outcome.result, "request_id": job.request_id}

@@ -213,6 +213,29 @@ class Settings:
         metavar="ERROR|FAILED",
     )
 
+    # Bria publishes no retry policy for webhooks: these defaults are the fake's own choice.
+    webhook_attempts: int = _setting(5, "attempts per webhook delivery: the first and its retries (at least 1)")
+    webhook_backoff_seconds: float = _setting(
+        1.0, "seconds (fake's clock) before a webhook's first retry; doubled for each retry after it"
+    )
+    webhook_timeout_seconds: float = _setting(10.0, "seconds a webhook attempt may take; longer is retried")
+    # Empty: loopback and private addresses (where the app under test lives). Cloud metadata and
+    # link-local addresses are refused whatever the list says (see mock_server.webhook_targets).
+    webhook_allowlist: tuple[str, ...] = _setting(
+        (),
+        "where webhooks may go: addresses, networks (CIDR) or host names; * for any address",
+        default_text="loopback and private addresses",
+        metavar="NET",
+    )
+    # A job with webhook_url is not polled: each poll of its timeline counts as this long.
+    webhook_seconds_per_poll: float = _setting(
+        1.0, "seconds (fake's clock) a poll of a timeline (progress_polls, a job rule's polls) lasts for a webhook job"
+    )
+    webhook_log_max_entries: int = _setting(1000, "webhook attempts kept; the oldest go first")
+    webhook_log_max_bytes: int = _setting(
+        8 * 1024 * 1024, "webhook attempts kept (estimated bytes); the oldest go first"
+    )
+
     def __post_init__(self) -> None:
         # The settings whose text has a form; checked here too so that Settings(...) in code is checked.
         try:

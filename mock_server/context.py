@@ -19,17 +19,21 @@ from mock_server.ids import new_request_id
 if TYPE_CHECKING:
     from starlette.types import Scope
 
+    from mock_server.rules import Rule
+
 _KEY = "bria_mock"  # the one key in scope["state"]
 _UNPARSED: Any = object()
 
 
 @dataclasses.dataclass(eq=False)
 class RequestContext:
-    """One request's facts: its id, its body (raw and parsed), and the job rule that shapes its job."""
+    """One request's facts: its id, its body (raw and parsed), the job rule that shapes its job and
+    the header rules that act on its webhook."""
 
     request_id: str = dataclasses.field(default_factory=new_request_id)
     raw: bytes = b""
     job_rule: dict[str, Any] | None = None  # a ``job`` action that fired for this request
+    webhook_rules: tuple[Rule, ...] = ()  # its header's rules on webhooks: they act on its job's delivery
     _json: Any = dataclasses.field(default=_UNPARSED, repr=False)  # the parsed body, or the BadRequest why not
 
     def parsed(self, value: Any) -> None:

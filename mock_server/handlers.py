@@ -17,6 +17,8 @@ from mock_server.errors import BadRequest, ImageNotFound, ModerationFailed
 from mock_server.jobs import JobTimeline
 from mock_server.responses import JSONResponse
 from mock_server.triggers import UNSAFE_INPUT_MARKER
+from mock_server.webhook_targets import check_webhook_url
+from mock_server.webhooks import WebhookTarget
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -62,6 +64,7 @@ async def _submit(request: Request, operation: Operation) -> Response:
     validate_request(operation.request_schema, body)
     options = with_defaults(operation.request_schema, body)
     operation.check(options, backend.settings)
+    webhook_url = check_webhook_url(options.get("webhook_url"))
     base_url = public_base(request)
     resolver = backend.resolver(base_url)
     inputs = await resolver.resolve(operation.images_in(options), operation.formats(backend.settings))
@@ -69,7 +72,10 @@ async def _submit(request: Request, operation: Operation) -> Response:
     context = context_of(request)
     timeline = JobTimeline.from_action(context.job_rule) if context.job_rule else None
     sync = operation.sync_allowed and bool(options.get("sync"))  # (enhance is async only: sync is ignored)
-    job = backend.accept(context.request_id, token, operation, options, inputs, base_url, sync=sync, timeline=timeline)
+    webhook = WebhookTarget(webhook_url, token, context.webhook_rules) if webhook_url else None
+    job = backend.accept(
+        context.request_id, token, operation, options, inputs, base_url, sync=sync, timeline=timeline, webhook=webhook
+    )
     if sync:
         return JSONResponse(await backend.answer_sync(job))
     return JSONResponse(

@@ -9,9 +9,12 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mock_server.errors import BriaError, error_for_code
+
+if TYPE_CHECKING:
+    from mock_server.webhooks import WebhookTarget
 
 MAX_ADVANCE_SECONDS = 10 * 365 * 24 * 3600.0
 
@@ -27,10 +30,15 @@ class JobState(enum.StrEnum):
 
 
 class Clock:
-    """Monotonic seconds that tests can move forward (time-based progressions, expiry)."""
+    """Monotonic seconds that tests can move forward (time-based progressions, expiry, the scheduler)."""
 
     def __init__(self) -> None:
         self._offset = 0.0
+        self._on_advance: list[Callable[[], None]] = []
+
+    def on_advance(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after each ``advance`` (from the advancing thread): the scheduler looks again."""
+        self._on_advance.append(listener)
 
     def now(self) -> float:
         return time.monotonic() + self._offset
@@ -43,6 +51,8 @@ class Clock:
         if not 0 <= seconds <= MAX_ADVANCE_SECONDS:  # also refuses NaN and infinity
             raise ValueError(f"the clock moves forward by 0 to {MAX_ADVANCE_SECONDS:.0f} seconds at a time")
         self._offset += seconds
+        for listener in self._on_advance:
+            listener()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +109,10 @@ class Job:
     pending_bytes: int = 0
     # The processing of the job while it runs, until it has set ``outcome``.
     task: asyncio.Task[None] | None = dataclasses.field(default=None, repr=False)
+    # A job with ``webhook_url``: where its webhook goes, and when (fake's clock) it ends without
+    # being polled (None: never, an IN_PROGRESS timeline). Polls of it go by that time alone.
+    webhook: WebhookTarget | None = dataclasses.field(default=None, repr=False)
+    ends_at: float | None = None
 
 
 class JobStore:
@@ -219,9 +233,24 @@ class Progression:
         if job.sync:
             job.polls += 1
             return True
+        if job.webhook is not None:  # it ends on the clock, polled or not: polls agree with its webhook
+            job.polls += 1
+            return job.ends_at is not None and now >= job.ends_at
         timeline = job.timeline or JobTimeline()
         polls = self.polls if timeline.polls is None else timeline.polls
         seconds = self.seconds if timeline.seconds is None else timeline.seconds
         due = not timeline.forever and job.polls >= polls and now - job.created_at >= seconds
         job.polls += 1
         return due
+
+    def ends_at(self, job: Job, seconds_per_poll: float) -> float | None:
+        """When a job that is not polled (one with a webhook) ends on the fake's clock, or None: never.
+
+        Its timeline's polls count as ``seconds_per_poll`` each; the later of that and its seconds wins.
+        """
+        timeline = job.timeline or JobTimeline()
+        if timeline.forever:
+            return None
+        polls = self.polls if timeline.polls is None else timeline.polls
+        seconds = self.seconds if timeline.seconds is None else timeline.seconds
+        return job.created_at + max(seconds, polls * seconds_per_poll)

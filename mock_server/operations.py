@@ -130,6 +130,7 @@ STATUS = "status"
 RESULT = "result"
 SAMPLE = "sample"
 OTHER = "other"
+WEBHOOK = "webhook"  # not a request to the fake: the deliveries it makes (rules act on them)
 
 
 def operation(name: str) -> Operation:
@@ -143,8 +144,9 @@ def names() -> list[str]:
 
 
 def endpoint_names() -> list[str]:
-    """Every endpoint name a rule or a journal query may use: the operations, then the others."""
-    return [*names(), STATUS, RESULT, SAMPLE, OTHER]
+    """Every endpoint name a rule or a journal query may use: the operations, then the others
+    (``webhook``: the deliveries the fake makes, which only rules act on)."""
+    return [*names(), STATUS, RESULT, SAMPLE, OTHER, WEBHOOK]
 
 
 _BY_NAME: Mapping[str, Operation] = {op.name: op for op in OPERATIONS}

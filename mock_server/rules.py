@@ -1,7 +1,9 @@
 """Fault-injection rules: one model behind the header, the rules file, the admin API and Python.
 
 A rule matches requests (endpoint, method, token, body fields, which call) and acts on them
-(an error, latency, a slow body, a broken connection, a job timeline). ``times``,
+(an error, latency, a slow body, a broken connection, a job timeline), or matches the fake's
+webhook deliveries (endpoint ``webhook``, the status body as body) and acts on those (delay,
+drop, duplicate, reorder, a bad signature, a stale timestamp, a tampered body, another retry policy). ``times``,
 ``probability`` with a ``seed``, and an explicit ``schedule`` limit how often it fires; the
 seeded draws make a random schedule replay exactly, and a schedule is a list a test can shrink.
 """
@@ -29,14 +31,18 @@ if TYPE_CHECKING:
 
 RULE_SCHEMA = "admin/rule"
 TERMINAL_ACTIONS = frozenset({"error", "connection"})
+# Actions on the webhook deliveries the fake makes (endpoint ``webhook``), never on requests to it.
+WEBHOOK_ACTIONS = frozenset(
+    {"delay", "drop", "duplicate", "reorder", "bad_signature", "stale_timestamp", "tampered_body", "retry"}
+)
 HISTORY_KEPT = 1000
 
 
 @dataclasses.dataclass(frozen=True)
 class Traffic:
-    """What a rule can match on, for one request."""
+    """What a rule can match on, for one request (or one webhook delivery: endpoint ``webhook``)."""
 
-    endpoint: str  # an operation's name, status, result, sample or other (see operations.endpoint_names)
+    endpoint: str  # an operation's name, status, result, sample, other or webhook (see operations.endpoint_names)
     method: str
     token: str | None
     body: Any = None
@@ -60,10 +66,17 @@ class Rule:
         action: dict[str, Any] = self.spec["action"]
         return action
 
+    @property
+    def on_webhooks(self) -> bool:
+        """Whether the rule acts on webhook deliveries (its action is one of ``WEBHOOK_ACTIONS``)."""
+        return self.action["type"] in WEBHOOK_ACTIONS
+
     def matches(self, traffic: Traffic) -> bool:
         """Whether the request is one this rule is about (before counting and limits)."""
         spec = self.spec
         if spec.get("endpoint", "any") not in ("any", traffic.endpoint):
+            return False
+        if (traffic.endpoint == operations.WEBHOOK) != self.on_webhooks:
             return False
         if spec.get("method", "any") not in ("any", traffic.method):
             return False
@@ -132,8 +145,14 @@ _NO_JOBS = {"endpoint": ("status", "result"), "method": ("GET",)}
 
 
 def _never_applies(spec: Mapping[str, Any]) -> str | None:
-    """Why a valid rule could never act (a job action on requests that create no job), or None."""
-    if spec["action"]["type"] != "job":
+    """Why a valid rule could never act (a job action on requests that create no job, a webhook
+    action on requests, a request action on webhooks), or None."""
+    kind, endpoint = spec["action"]["type"], spec.get("endpoint", "any")
+    if (kind in WEBHOOK_ACTIONS) != (endpoint == operations.WEBHOOK) and endpoint != "any":
+        if kind in WEBHOOK_ACTIONS:
+            return f"action.type: {kind} acts on webhook deliveries; use endpoint webhook (or any), not {endpoint}"
+        return f"endpoint: webhook deliveries take only the actions {', '.join(sorted(WEBHOOK_ACTIONS))}, not {kind}"
+    if kind != "job":
         return None
     for field, values in _NO_JOBS.items():
         if spec.get(field) in values:
@@ -230,7 +249,8 @@ _PREFER_KEYS = {"code", "retry-after", "latency", "fault", "job", "job-polls"}
 
 
 def rules_from_headers(headers: Mapping[str, str], now: float) -> list[Rule]:
-    """One-off rules for this request alone: ``X-Bria-Mock-Rule`` (a rule or an action, as JSON)
+    """One-off rules for this request alone (a webhook action: for its job's delivery):
+    ``X-Bria-Mock-Rule`` (a rule or an action, as JSON)
     and Prism-style ``Prefer: code=503, retry-after=2`` (also ``latency=MS``, ``fault=NAME``,
     ``job=STATE``, ``job-polls=N``)."""
     found: list[Rule] = []

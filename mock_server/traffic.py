@@ -151,7 +151,9 @@ class Exchange:
         now = self.backend.clock.now()
         body = self.context.json_or_none()
         traffic = Traffic(endpoint=self.endpoint, method=self.scope["method"], token=self.token, body=body)
-        return self.backend.rules.decide(traffic, now, extra=rules_from_headers(self.headers, now))
+        extra = rules_from_headers(self.headers, now)
+        self.context.webhook_rules = tuple(rule for rule in extra if rule.on_webhooks)  # for this job's webhook
+        return self.backend.rules.decide(traffic, now, extra=extra)
 
     async def _delay(self) -> None:
         seconds = sum(sample_latency(action) for action in self.decision.actions("latency"))

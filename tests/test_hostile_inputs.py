@@ -274,8 +274,8 @@ def test_a_one_megabyte_prompt_is_answered(api: httpx.Client, sample_url: str) -
     ("endpoint", "field", "status"),
     [
         ("replace_background", "negative_prompt", 202),
-        ("replace_background", "webhook_url", 202),
-        ("remove_background", "webhook_url", 202),
+        ("replace_background", "webhook_url", 400),  # not an http(s) URL (and over 2,048 characters)
+        ("remove_background", "webhook_url", 400),
         ("replace_background", "mode", 400),
         ("replace_background", "fast", 400),
         ("remove_background", "image", 415),  # not a URL, not base64
