@@ -1,0 +1,210 @@
+"""``bria-mock proxy`` against the fake standing in for the live service (on another loopback port)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+
+from mock_server import operations
+from mock_server.cli import main
+from mock_server.contract import load_schema
+from mock_server.drift import compare_recording, load_recording
+from mock_server.proxy.checks import Violation
+from mock_server.proxy.options import ProxyOptions
+from mock_server.proxy.rewrite import rewrite_urls
+from mock_server.proxy.server import ProxyThread
+from mock_server.proxy.tally import ExchangeSummary, Tally
+from mock_server.proxy.target import check_target
+from mock_server.server import ServerThread
+
+SECRET = "a-secret-token"
+RMBG = "/v2/image/edit/remove_background"
+# A fake that drifts: its 500 answers break the envelope.
+BROKEN_500 = {"endpoint": "remove_background", "action": {"type": "error", "status": 500, "body": {"oops": True}}}
+
+
+def png_b64(size: tuple[int, int] = (32, 24)) -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, "red").save(buffer, "PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+@pytest.fixture
+def make_proxy() -> Iterator[Callable[..., ProxyThread]]:
+    """``make_proxy(target_url, **options)``: a proxy on a free loopback port, allowed to reach loopback."""
+    started: list[ProxyThread] = []
+
+    def make(target: str, **options: Any) -> ProxyThread:
+        started.append(ProxyThread(ProxyOptions(target=target, port=0, allow_private_target=True, **options)).start())
+        return started[-1]
+
+    yield make
+    for proxy in started:
+        proxy.stop()
+
+
+@pytest.fixture
+def upstream(make_server: Callable[..., ServerThread]) -> ServerThread:
+    """The fake standing in for the live service: it accepts one token only."""
+    return make_server(tokens=(SECRET,))
+
+
+def client(proxy: ProxyThread, token: str = SECRET) -> httpx.Client:
+    return httpx.Client(base_url=proxy.base_url, headers={"api_token": token}, timeout=30)
+
+
+def tally(proxy: ProxyThread) -> dict[str, Any]:
+    return httpx.get(f"{proxy.base_url}/bria-mock/proxy").json()
+
+
+def run_job(http: httpx.Client) -> tuple[httpx.Response, httpx.Response, httpx.Response]:
+    """Submit, poll to the end and download the result, all through the proxy."""
+    accepted = http.post(RMBG, json={"image": png_b64()})
+    assert accepted.status_code == 202, accepted.text
+    for _ in range(5):
+        polled = http.get(accepted.json()["status_url"])
+        if polled.json()["status"] != "IN_PROGRESS":
+            break
+    return accepted, polled, http.get(polled.json()["result"]["image_url"])
+
+
+def test_refuses_to_start_without_a_target_or_on_a_loopback_one() -> None:
+    with pytest.raises(ValueError, match="--target URL is required"):
+        check_target("")
+    with pytest.raises(ValueError, match=r"a loopback address.*--allow-private-target"):
+        check_target("http://127.0.0.1:9")
+    with pytest.raises(ValueError, match="a private address"):
+        check_target("http://10.1.2.3")
+    with pytest.raises(ValueError, match="origin only"):
+        check_target("https://example.com/v2")
+    assert check_target("http://127.0.0.1:9", allow_private=True).origin == "http://127.0.0.1:9"
+
+
+def test_the_command_says_why_it_refuses(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["proxy", "--target", "http://localhost:9"])
+    assert exited.value.code == 2
+    assert "a loopback address" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["proxy"])
+    assert "--target" in capsys.readouterr().err
+
+
+def test_a_job_goes_through_with_the_callers_token_and_polls_stay_on_the_proxy(
+    upstream: ServerThread, make_proxy: Callable[..., ProxyThread]
+) -> None:
+    proxy = make_proxy(upstream.base_url, rewrite_image_urls=True)
+    with client(proxy) as http, client(proxy, token="wrong") as stranger:
+        accepted, polled, image = run_job(http)
+        refused = stranger.post(RMBG, json={"image": png_b64()})
+
+    assert accepted.json()["status_url"].startswith(f"{proxy.base_url}/v2/status/")
+    assert polled.json()["status"] == "COMPLETED"
+    assert polled.json()["result"]["image_url"].startswith(f"{proxy.base_url}/results/")
+    assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
+    assert refused.status_code == 401  # the target decided: the token went through as it was
+    seen = tally(proxy)
+    assert seen["violations"] == [] and seen["exchanges"] >= 5
+    assert {row["endpoint"] for row in seen["endpoints"]} == {"remove_background", "status", "result"}
+
+
+def test_every_operation_is_forwarded_and_its_request_checked(
+    upstream: ServerThread, make_proxy: Callable[..., ProxyThread]
+) -> None:
+    proxy = make_proxy(upstream.base_url)
+    with client(proxy) as http:
+        statuses = {op.name: http.post(op.path, json={}).status_code for op in operations.OPERATIONS}
+
+    assert set(statuses.values()) == {400}  # the target's own answer to a body without its fields
+    flagged = {v["exchange"]["endpoint"] for v in tally(proxy)["violations"] if v["kind"] == "missing_field"}
+    assert flagged == {op.name for op in operations.OPERATIONS if load_schema(op.request_schema).get("required")}
+
+
+def test_a_drifting_target_is_caught_and_its_answer_passed_on(
+    upstream: ServerThread, make_proxy: Callable[..., ProxyThread]
+) -> None:
+    upstream.backend.add_rules(BROKEN_500)
+    proxy = make_proxy(upstream.base_url)
+    with client(proxy) as http:
+        answer = http.post(RMBG, json={"image": png_b64()})
+
+    assert (answer.status_code, answer.json()) == (500, {"oops": True})  # unaltered
+    violations = tally(proxy)["violations"]
+    assert {(v["side"], v["kind"], v["field"]) for v in violations} >= {
+        ("response", "missing_field", "error"),
+        ("response", "extra_field", "oops"),
+    }
+    assert violations[0]["exchange"]["path"] == RMBG and violations[0]["exchange"]["status"] == 500
+
+
+def test_strict_answers_its_own_error_instead(upstream: ServerThread, make_proxy: Callable[..., ProxyThread]) -> None:
+    upstream.backend.add_rules(BROKEN_500)
+    proxy = make_proxy(upstream.base_url, strict=True)
+    with client(proxy) as http:
+        drifted = http.post(RMBG, json={"image": png_b64()})
+        invalid = http.post(RMBG, json={"image": png_b64(), "preserve_alpha": "yes"})
+
+    assert drifted.status_code == 502
+    assert drifted.json()["error"]["code"] == 502
+    assert "the target's answer breaks the contract" in drifted.json()["error"]["details"]
+    assert invalid.status_code == 400
+    assert "preserve_alpha" in invalid.json()["error"]["details"]
+    assert len(upstream.backend.journal.entries()) == 1  # the invalid request never reached the target
+
+
+def test_a_proxy_recording_replays_with_verify_compare(
+    upstream: ServerThread, make_proxy: Callable[..., ProxyThread], tmp_path: Path
+) -> None:
+    proxy = make_proxy(upstream.base_url, record=str(tmp_path), rewrite_image_urls=True)
+    with client(proxy) as http:
+        run_job(http)
+        http.post("/v2/image/edit/erase", json={"image": png_b64()})  # a 400: no mask
+
+    _, exchanges = load_recording(tmp_path)
+    assert [e["operation"] for e in exchanges][-1] == "erase"
+    assert SECRET not in (tmp_path / "exchanges.jsonl").read_text()
+    assert exchanges[0]["request"]["json"]["image"]["$file"].startswith("files/")
+    assert exchanges[0]["response"]["json"]["status_url"].startswith(upstream.base_url)  # as the target said
+    report = compare_recording(tmp_path)
+    assert report["ok"], report["differences"]
+    assert report["compared"] >= 4  # the submission, the final poll, the download and the erase
+
+
+def test_bodies_over_the_cap_stream_through_unchecked(
+    upstream: ServerThread, make_proxy: Callable[..., ProxyThread]
+) -> None:
+    proxy = make_proxy(upstream.base_url, max_check_bytes=64)
+    with client(proxy) as http:
+        answer = http.post(RMBG, json={"image": png_b64((200, 200))})
+
+    assert answer.status_code == 202
+    assert [v["kind"] for v in tally(proxy)["violations"]] == ["not_checked"]
+
+
+def test_the_tally_keeps_a_bounded_number_of_violations() -> None:
+    kept = Tally(max_violations=3)
+    for index in range(1, 101):
+        summary = ExchangeSummary(index, "POST", RMBG, "remove_background", 500, 1.0, 0.1, "target")
+        kept.add(summary, [Violation("response", "extra_field", "oops", "not in the schema")])
+
+    seen = kept.to_json()
+    assert seen["exchanges"] == 100 and seen["exchanges_with_violations"] == 100
+    assert [v["exchange"]["index"] for v in seen["violations"]] == [98, 99, 100]
+
+
+def test_only_the_targets_own_urls_are_rewritten() -> None:
+    origin, base = "https://api.example", "http://127.0.0.1:8010"
+    body = json.dumps({"status_url": f"{origin}/v2/status/1", "result": {"image_url": "https://cdn.example/1.png"}})
+
+    rewritten = json.loads(rewrite_urls(body.encode(), origin=origin, proxy_base=base, images=True))
+    assert rewritten == {"status_url": f"{base}/v2/status/1", "result": {"image_url": "https://cdn.example/1.png"}}
+    untouched = b'{"error": {"code": 400}}'
+    assert rewrite_urls(untouched, origin=origin, proxy_base=base, images=True) is untouched
