@@ -6,6 +6,7 @@ import base64
 import io
 import json
 from collections.abc import Callable, Iterator
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from mock_server.proxy.options import ProxyOptions
 from mock_server.proxy.rewrite import rewrite_urls
 from mock_server.proxy.server import ProxyThread
 from mock_server.proxy.tally import ExchangeSummary, Tally
-from mock_server.proxy.target import check_target
+from mock_server.proxy.target import Target, check_target
 from mock_server.server import ServerThread
 
 SECRET = "a-secret-token"
@@ -187,6 +188,30 @@ def test_bodies_over_the_cap_stream_through_unchecked(
 
     assert answer.status_code == 202
     assert [v["kind"] for v in tally(proxy)["violations"]] == ["not_checked"]
+
+
+def test_an_unreachable_target_is_a_502_in_the_envelope(
+    make_server: Callable[..., ServerThread], make_proxy: Callable[..., ProxyThread]
+) -> None:
+    gone = make_server()
+    gone.stop()
+    proxy = make_proxy(gone.base_url)
+    with client(proxy) as http:
+        answer = http.post(RMBG, json={"image": png_b64()})
+
+    assert answer.status_code == 502
+    assert "could not be reached" in answer.json()["error"]["details"]
+    assert tally(proxy)["endpoints"] == [{"endpoint": "remove_background", "status": 502, "count": 1}]
+
+
+def test_connections_go_to_the_checked_addresses_never_to_the_name_again(upstream: ServerThread) -> None:
+    # A name that resolves nowhere: only the address checked at start can be reached.
+    pinned = Target(f"http://bria.invalid:{upstream.port}", "bria.invalid", upstream.port, (ip_address("127.0.0.1"),))
+    with ProxyThread(ProxyOptions(target=pinned.origin, port=0), target=pinned) as proxy, client(proxy) as http:
+        answer = http.post(RMBG, json={"image": png_b64()})
+
+    assert answer.status_code == 202
+    assert answer.json()["status_url"].startswith(proxy.base_url)
 
 
 def test_the_tally_keeps_a_bounded_number_of_violations() -> None:

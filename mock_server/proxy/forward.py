@@ -119,15 +119,18 @@ class Forwarding:
         except ClientDisconnect:  # the caller left before its request was whole: nothing to forward
             return
         except Exception as exc:  # a refusal (strict), an unreachable target, or a bug
-            response = self.proxy.error_answer(exc, self.scope)
-            self.status, self.answered_by = response.status_code, "proxy"
-            await response(self.scope, receive, send)
+            response = self.proxy.error_answer(_target_error(exc), self.scope)
+            if self.status:  # the answer had begun: too late for another, the connection just ends
+                self.answered_by = "target (cut short)"
+            else:
+                self.status, self.answered_by = response.status_code, "proxy"
+                await response(self.scope, receive, send)
         self._tally()
 
     async def _forward(self, receive: Receive, send: Send) -> None:
         body, rest = await read_capped(_request_chunks(receive), self.proxy.options.max_check_bytes)
         self._check_request(body, complete=rest is None)
-        request = self._upstream_request(body, rest)
+        request = self._upstream_request(body, rest, declared=Headers(scope=self.scope).get("content-length"))
         response = await self._send_upstream(request)
         try:
             if is_checked_json(self.endpoint):
@@ -149,9 +152,13 @@ class Forwarding:
         if options.strict and self.violations:
             raise BadRequest(f"bria-mock proxy --strict: the request breaks the contract: {_listed(self.violations)}")
 
-    def _upstream_request(self, body: bytes, rest: AsyncIterator[bytes] | None) -> httpx.Request:
+    def _upstream_request(
+        self, body: bytes, rest: AsyncIterator[bytes] | None, *, declared: str | None
+    ) -> httpx.Request:
         headers = [(name, value) for name, value in Headers(scope=self.scope).items() if name not in _NOT_FORWARDED]
         headers.append(("accept-encoding", "identity"))  # the proxy reads answers to check them: no compression
+        if rest is not None and declared is not None:  # streamed on: keep the length rather than go chunked
+            headers.append(("content-length", declared))
         url = self.proxy.target.url(self.scope["path"], self.scope.get("query_string", b"").decode("latin-1"))
         content: bytes | AsyncIterator[bytes] = body if rest is None else _chained(body, rest)
         assert self.proxy.client is not None, "the proxy forwards only once started"
@@ -162,14 +169,6 @@ class Forwarding:
         started = time.perf_counter()
         try:
             return await self.proxy.client.send(request, stream=True)
-        except httpx.TimeoutException as exc:
-            raise ServerError(
-                f"bria-mock proxy: the target did not answer in time ({_cause(exc)})", status_code=504
-            ) from None
-        except httpx.TransportError as exc:
-            raise ServerError(
-                f"bria-mock proxy: the target could not be reached ({_cause(exc)})", status_code=502
-            ) from None
         finally:
             self.waited += time.perf_counter() - started
 
@@ -314,6 +313,15 @@ def _content_type(response: httpx.Response) -> str | None:
 def _declared_length(response: httpx.Response) -> int | None:
     declared = response.headers.get("content-length", "")
     return int(declared) if declared.isdigit() and "content-encoding" not in response.headers else None
+
+
+def _target_error(exc: Exception) -> Exception:
+    """A failure to reach or read the target as the error the proxy answers (others as they are)."""
+    if isinstance(exc, httpx.TimeoutException):
+        return ServerError(f"bria-mock proxy: the target did not answer in time ({_cause(exc)})", status_code=504)
+    if isinstance(exc, httpx.TransportError):
+        return ServerError(f"bria-mock proxy: the target could not be reached ({_cause(exc)})", status_code=502)
+    return exc
 
 
 def _listed(violations: list[Violation]) -> str:

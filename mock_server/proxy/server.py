@@ -10,6 +10,7 @@ import uvicorn
 
 from mock_server.proxy.forward import CONTROL_PATH, ProxyApp
 from mock_server.proxy.options import ProxyOptions
+from mock_server.proxy.target import Target
 
 
 def serve_proxy(options: ProxyOptions) -> None:
@@ -43,8 +44,8 @@ def serve_proxy(options: ProxyOptions) -> None:
 class ProxyThread:
     """The proxy on a daemon thread over a pre-bound loopback socket (port 0: a free one), like ``ServerThread``."""
 
-    def __init__(self, options: ProxyOptions) -> None:
-        self.app = ProxyApp(options)
+    def __init__(self, options: ProxyOptions, target: Target | None = None) -> None:
+        self.app = ProxyApp(options, target)
         # IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that say they are TCP (see ServerThread).
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
