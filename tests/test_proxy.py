@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import socket
 from collections.abc import Callable, Iterator
 from ipaddress import ip_address
 from pathlib import Path
@@ -16,9 +17,11 @@ from PIL import Image
 
 from mock_server import operations
 from mock_server.cli import main
+from mock_server.config import Settings
 from mock_server.contract import load_schema
 from mock_server.drift import compare_recording, load_recording
 from mock_server.proxy.checks import Violation
+from mock_server.proxy.images import ForeignImages
 from mock_server.proxy.options import ProxyOptions
 from mock_server.proxy.rewrite import rewrite_urls
 from mock_server.proxy.server import ProxyThread
@@ -214,6 +217,50 @@ def test_connections_go_to_the_checked_addresses_never_to_the_name_again(upstrea
     assert answer.json()["status_url"].startswith(proxy.base_url)
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def cdn_service() -> Iterator[ServerThread]:
+    """A service that hands out image URLs on another origin than its API's (``localhost``, not ``127.0.0.1``)."""
+    port = free_port()
+    with ServerThread(Settings(public_url=f"http://localhost:{port}"), port=port) as service:
+        yield service
+
+
+def test_image_urls_on_another_host_are_fetched_through_the_proxy_without_the_token(
+    cdn_service: ServerThread, make_proxy: Callable[..., ProxyThread], tmp_path: Path
+) -> None:
+    proxy = make_proxy(cdn_service.base_url, rewrite_image_urls=True, record=str(tmp_path))
+    with client(proxy) as http:
+        done = http.post(RMBG, json={"image": png_b64(), "sync": True}).json()
+        image = http.get(done["result"]["image_url"])
+
+    assert done["result"]["image_url"].startswith(f"{proxy.base_url}/bria-mock/proxy/images/")
+    assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
+    download = cdn_service.backend.journal.entries()[-1]
+    assert download.path.startswith("/results/") and "api_token" not in download.request_headers
+    recorded = load_recording(tmp_path)[1][-1]
+    assert recorded["operation"] == "result"
+    assert recorded["request"]["url"] == f"http://localhost:{cdn_service.port}{download.path}"  # as handed out
+
+
+def test_an_image_host_in_a_private_range_is_refused(cdn_service: ServerThread) -> None:
+    # The target itself was checked (and pinned) apart: only the image host's check is under test.
+    pinned = Target(cdn_service.base_url, "127.0.0.1", cdn_service.port, (ip_address("127.0.0.1"),))
+    options = ProxyOptions(target=pinned.origin, port=0, rewrite_image_urls=True)
+    with ProxyThread(options, target=pinned) as proxy, client(proxy) as http:
+        done = http.post(RMBG, json={"image": png_b64(), "sync": True}).json()
+        refused = http.get(done["result"]["image_url"])
+        unknown = http.get("/bria-mock/proxy/images/0123")
+
+    assert refused.status_code == 502 and "a loopback address" in refused.json()["error"]["details"]
+    assert unknown.status_code == 404
+
+
 def test_the_tally_keeps_a_bounded_number_of_violations() -> None:
     kept = Tally(max_violations=3)
     for index in range(1, 101):
@@ -225,11 +272,15 @@ def test_the_tally_keeps_a_bounded_number_of_violations() -> None:
     assert [v["exchange"]["index"] for v in seen["violations"]] == [98, 99, 100]
 
 
-def test_only_the_targets_own_urls_are_rewritten() -> None:
+def test_only_the_targets_own_urls_are_rewritten_and_image_urls_elsewhere_only_when_asked() -> None:
     origin, base = "https://api.example", "http://127.0.0.1:8010"
     body = json.dumps({"status_url": f"{origin}/v2/status/1", "result": {"image_url": "https://cdn.example/1.png"}})
 
-    rewritten = json.loads(rewrite_urls(body.encode(), origin=origin, proxy_base=base, images=True))
-    assert rewritten == {"status_url": f"{base}/v2/status/1", "result": {"image_url": "https://cdn.example/1.png"}}
+    kept = json.loads(rewrite_urls(body.encode(), origin=origin, proxy_base=base))
+    assert kept == {"status_url": f"{base}/v2/status/1", "result": {"image_url": "https://cdn.example/1.png"}}
+    images = ForeignImages()
+    moved = json.loads(rewrite_urls(body.encode(), origin=origin, proxy_base=base, foreign_images=images.register))
+    assert moved["result"]["image_url"].startswith(f"{base}/bria-mock/proxy/images/")
+    assert images.url_of(moved["result"]["image_url"].removeprefix(base)) == "https://cdn.example/1.png"
     untouched = b'{"error": {"code": 400}}'
-    assert rewrite_urls(untouched, origin=origin, proxy_base=base, images=True) is untouched
+    assert rewrite_urls(untouched, origin=origin, proxy_base=base) is untouched

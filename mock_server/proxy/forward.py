@@ -31,6 +31,7 @@ from mock_server.proxy.checks import (
     endpoint_of,
     is_checked_json,
 )
+from mock_server.proxy.images import IMAGES_PATH, ForeignImages, Upstream, serve_foreign_image
 from mock_server.proxy.recording import ProxyRecorder
 from mock_server.proxy.rewrite import rewrite_urls
 from mock_server.proxy.tally import ExchangeSummary, Tally
@@ -63,6 +64,13 @@ class ProxyApp:
         self.crashes = CrashLog()
         self.recorder = ProxyRecorder(Path(options.record), target=self.target.origin) if options.record else None
         self.client: httpx.AsyncClient | None = None
+        self.images = ForeignImages()
+
+    def upstream(self, scope: Scope) -> Upstream:
+        """Where a request goes: the target, at the same path and query, with the caller's headers."""
+        assert self.client is not None, "the proxy forwards only once started"
+        url = self.target.url(scope["path"], scope.get("query_string", b"").decode("latin-1"))
+        return Upstream(self.client, url, endpoint_of(scope["method"], scope["path"]))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -71,6 +79,8 @@ class ProxyApp:
             await send({"type": "websocket.close", "code": 1000})
         elif scope["path"] == CONTROL_PATH and scope["method"] in {"GET", "HEAD"}:
             await JSONResponse(self.status())(scope, receive, send)
+        elif scope["path"].startswith(IMAGES_PATH):
+            await serve_foreign_image(self, scope, receive, send)
         elif scope["path"].startswith(CONTROLS_PREFIX):
             error = ImageNotFound(f"no proxy control {scope['path']}; the proxy's one control is GET {CONTROL_PATH}")
             await self.error_answer(error, scope)(scope, receive, send)
@@ -103,10 +113,11 @@ class ProxyApp:
 class Forwarding:
     """One request's way through the proxy, and what the tally and the recording say of it."""
 
-    def __init__(self, proxy: ProxyApp, scope: Scope) -> None:
+    def __init__(self, proxy: ProxyApp, scope: Scope, upstream: Upstream | None = None) -> None:
         self.proxy = proxy
         self.scope = scope
-        self.endpoint = endpoint_of(scope["method"], scope["path"])
+        self.upstream = upstream or proxy.upstream(scope)
+        self.endpoint = self.upstream.endpoint
         self.started = time.perf_counter()
         self.waited = 0.0  # seconds spent waiting for the target (the rest is the proxy's own overhead)
         self.violations: list[Violation] = []
@@ -155,20 +166,23 @@ class Forwarding:
     def _upstream_request(
         self, body: bytes, rest: AsyncIterator[bytes] | None, *, declared: str | None
     ) -> httpx.Request:
-        headers = [(name, value) for name, value in Headers(scope=self.scope).items() if name not in _NOT_FORWARDED]
+        headers = [
+            (name, value)
+            for name, value in Headers(scope=self.scope).items()
+            if name not in _NOT_FORWARDED and self.upstream.caller_headers
+        ]
         headers.append(("accept-encoding", "identity"))  # the proxy reads answers to check them: no compression
         if rest is not None and declared is not None:  # streamed on: keep the length rather than go chunked
             headers.append(("content-length", declared))
-        url = self.proxy.target.url(self.scope["path"], self.scope.get("query_string", b"").decode("latin-1"))
         content: bytes | AsyncIterator[bytes] = body if rest is None else _chained(body, rest)
-        assert self.proxy.client is not None, "the proxy forwards only once started"
-        return self.proxy.client.build_request(self.scope["method"], url, headers=headers, content=content)
+        return self.upstream.client.build_request(
+            self.scope["method"], self.upstream.url, headers=headers, content=content
+        )
 
     async def _send_upstream(self, request: httpx.Request) -> httpx.Response:
-        assert self.proxy.client is not None
         started = time.perf_counter()
         try:
-            return await self.proxy.client.send(request, stream=True)
+            return await self.upstream.client.send(request, stream=True)
         finally:
             self.waited += time.perf_counter() - started
 
@@ -184,23 +198,29 @@ class Forwarding:
         await _send_body(send, sent, rest)
 
     async def _relay_stream(self, request: httpx.Request, response: httpx.Response, send: Send) -> None:
-        """A result image (or anything else): streamed chunk by chunk; an image kept up to the cap, to record it."""
+        """A result image (or anything else): streamed chunk by chunk; an image kept up to the cap, to record it.
+
+        The last chunk is held back until the exchange is recorded: a caller that has the whole
+        answer finds it in the recording (as the fake's journal does)."""
         self.violations += check_response(self.endpoint, response.status_code, _content_type(response), b"")
         self._refuse_answer_when_strict()
         await self._send_start(response, send, length=_declared_length(response))
-        kept, cap = bytearray(), self.proxy.options.max_check_bytes
+        kept, cap, held = bytearray(), self.proxy.options.max_check_bytes, b""
         async for chunk in self._timed(response.aiter_bytes()):
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if held:
+                await send({"type": "http.response.body", "body": held, "more_body": True})
+            held = chunk
             if len(kept) <= cap:
                 kept += chunk
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
         if self.endpoint == RESULT_IMAGE:
             await self._record(request, response, bytes(kept) if len(kept) <= cap else b"")
+        await send({"type": "http.response.body", "body": held, "more_body": False})
 
     def _rewritten(self, body: bytes) -> bytes:
         options = self.proxy.options
         base = self._proxy_base()
-        return rewrite_urls(body, origin=self.proxy.target.origin, proxy_base=base, images=options.rewrite_image_urls)
+        images = self.proxy.images.register if options.rewrite_image_urls else None
+        return rewrite_urls(body, origin=self.proxy.target.origin, proxy_base=base, foreign_images=images)
 
     def _refuse_answer_when_strict(self) -> None:
         if self.proxy.options.strict and any(violation.side == "response" for violation in self.violations):
