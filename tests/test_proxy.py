@@ -149,6 +149,25 @@ def test_a_drifting_target_is_caught_and_its_answer_passed_on(
     assert violations[0]["exchange"]["path"] == RMBG and violations[0]["exchange"]["status"] == 500
 
 
+def test_a_job_status_outside_the_schema_is_caught_and_the_drift_report_sees_it(
+    make_server: Callable[..., ServerThread], make_proxy: Callable[..., ProxyThread], tmp_path: Path
+) -> None:
+    drifting = make_server(failed_status="FAILED")  # a status no schema documents
+    drifting.backend.add_rules({"endpoint": "remove_background", "action": {"type": "job", "state": "ERROR"}})
+    proxy = make_proxy(drifting.base_url, record=str(tmp_path))
+    with client(proxy) as http:
+        accepted = http.post(RMBG, json={"image": png_b64()}).json()
+        polls = [http.get(accepted["status_url"]).json()["status"] for _ in range(2)]
+
+    assert polls == ["IN_PROGRESS", "FAILED"]
+    found = [(v["kind"], v["field"], v["exchange"]["endpoint"]) for v in tally(proxy)["violations"]]
+    assert found == [("enum_mismatch", "status", "status")]
+    differences = compare_recording(tmp_path)["differences"]
+    assert [(d["aspect"], d["recorded"], d["fake"]) for d in differences] == [
+        ("schema", "status.failed", "status.completed")
+    ]
+
+
 def test_strict_answers_its_own_error_instead(upstream: ServerThread, make_proxy: Callable[..., ProxyThread]) -> None:
     upstream.backend.add_rules(BROKEN_500)
     proxy = make_proxy(upstream.base_url, strict=True)
