@@ -162,6 +162,7 @@ def test_a_job_status_outside_the_schema_is_caught_and_the_drift_report_sees_it(
     assert polls == ["IN_PROGRESS", "FAILED"]
     found = [(v["kind"], v["field"], v["exchange"]["endpoint"]) for v in tally(proxy)["violations"]]
     assert found == [("enum_mismatch", "status", "status")]
+    assert tally(proxy)["violations"][0]["exchange"]["recorded_as"] == 3  # the submission, two polls
     differences = compare_recording(tmp_path)["differences"]
     assert [(d["aspect"], d["recorded"], d["fake"]) for d in differences] == [
         ("schema", "status.failed", "status.completed")

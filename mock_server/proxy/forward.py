@@ -4,7 +4,8 @@ of everything else to the target.
 One request (:class:`Forwarding`): read its body (whole up to ``max_check_bytes``, to check it;
 past that it streams on unchecked), check it, send it to the target with the caller's headers,
 read the answer (API answers whole, to check them and rewrite ``status_url``; result images and
-anything else streamed chunk by chunk), check it, send it on, then tally and record the exchange.
+anything else streamed chunk by chunk), check it, record it, send it on, then tally it. Downloads of
+image URLs on another host go through :mod:`.images` to the same :class:`Forwarding`.
 Violations change nothing unless ``strict``: then a bad request is refused (400) before it is
 forwarded, a bad answer replaced by a 502, both in Bria's envelope (``errors.error_answer``).
 """
@@ -90,9 +91,8 @@ class ProxyApp:
     def status(self) -> dict[str, Any]:
         """What ``GET /bria-mock/proxy`` answers: the proxy's settings and the live tally."""
         recording = {"folder": self.options.record, "exchanges": self.recorder.count} if self.recorder else None
-        return {"target": self.target.origin, "strict": self.options.strict, "recording": recording} | (
-            self.tally.to_json()
-        )
+        mode = {"target": self.target.origin, "strict": self.options.strict, "recording": recording}
+        return mode | self.tally.to_json()
 
     def error_answer(self, error: BaseException, scope: Scope) -> JSONResponse:
         return render_error(error, context_of(scope).request_id, self.crashes, f"on {scope['method']} {scope['path']}")
@@ -123,6 +123,7 @@ class Forwarding:
         self.violations: list[Violation] = []
         self.status = 0
         self.answered_by = "target"
+        self.recorded_as: int | None = None  # the exchange's ``index`` in the recording
 
     async def run(self, receive: Receive, send: Send) -> None:
         try:
@@ -248,7 +249,7 @@ class Forwarding:
         if not isinstance(request.stream, httpx.ByteStream):  # a body over the cap: recorded without it
             request = httpx.Request(request.method, request.url, headers=request.headers)
         elapsed = time.perf_counter() - self.started
-        await recorder.record(
+        self.recorded_as = await recorder.record(
             operation=self.endpoint,
             request=request,
             status=response.status_code,
@@ -285,6 +286,7 @@ class Forwarding:
             elapsed_ms=round(elapsed * 1000, 3),
             overhead_ms=round(max(elapsed - self.waited, 0.0) * 1000, 3),
             answered_by=self.answered_by,
+            recorded_as=self.recorded_as,
         )
         self.proxy.tally.add(summary, self.violations)
 

@@ -40,15 +40,16 @@ class ProxyRecorder:
         headers: Mapping[str, str],
         content: bytes,
         elapsed_seconds: float,
-    ) -> None:
-        """Record one exchange (``content``: the answer's body as received, or what was kept of it)."""
+    ) -> int:
+        """Record one exchange (``content``: the answer's body as received, or what was kept of it); its index."""
         response = httpx.Response(status, headers=list(headers.items()), content=content, request=request)
         response.elapsed = datetime.timedelta(seconds=elapsed_seconds)
-        await run_in_threadpool(self._write, response, operation)
+        return await run_in_threadpool(self._write, response, operation)
 
-    def _write(self, response: httpx.Response, operation: str) -> None:
+    def _write(self, response: httpx.Response, operation: str) -> int:
         with self._lock:
             self._recorder.record(response, operation=operation, test=TEST_NAME)
+            return self._recorder.count
 
     @property
     def count(self) -> int:

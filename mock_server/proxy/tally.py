@@ -27,6 +27,7 @@ class ExchangeSummary:
     elapsed_ms: float
     overhead_ms: float  # the proxy's own time: elapsed minus the time spent waiting for the target
     answered_by: str  # "target", or "proxy" (a --strict refusal, an unreachable target)
+    recorded_as: int | None = None  # its ``index`` in the recording's exchanges.jsonl (None: not recorded)
 
 
 class Tally:
