@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -137,6 +138,21 @@ def test_rules_and_the_journal_apply_to_replayed_requests(
 
     assert codes == [503, 202]
     assert [entry.status for entry in server.backend.journal.entries(endpoint="remove_background")] == [503, 202]
+
+
+def test_a_recorded_job_never_polled_to_its_end_falls_back(
+    make_server: Callable[..., ServerThread], recording: Path, tmp_path: Path
+) -> None:
+    shutil.copytree(recording, tmp_path / "cut", dirs_exist_ok=True)
+    lines = (recording / "exchanges.jsonl").read_text().splitlines()
+    kept = [line for line in lines if json.loads(line)["operation"] != "status"]
+    (tmp_path / "cut" / "exchanges.jsonl").write_text("\n".join(kept) + "\n")
+    server = make_server(playback=str(tmp_path / "cut"))
+    with httpx.Client(base_url=server.base_url, headers={"api_token": "t"}) as http:
+        accepted = http.post(RMBG, json={"image": png_b64()})
+        polls = poll_to_the_end(http, accepted.json()["status_url"])
+
+    assert [poll["status"] for poll in polls] == ["IN_PROGRESS", "COMPLETED"]  # the fake's own progression
 
 
 def test_an_unreadable_recording_is_refused_at_start(tmp_path: Path) -> None:

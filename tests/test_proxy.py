@@ -211,6 +211,9 @@ def test_bodies_over_the_cap_stream_through_unchecked(
 
     assert answer.status_code == 202
     assert [v["kind"] for v in tally(proxy)["violations"]] == ["not_checked"]
+    strict = make_proxy(upstream.base_url, max_check_bytes=64, strict=True)
+    with client(strict) as http:
+        assert http.post(RMBG, json={"image": png_b64((200, 200))}).status_code == 413
 
 
 def test_an_unreachable_target_is_a_502_in_the_envelope(
