@@ -27,6 +27,8 @@ from mock_server.traffic import Exchange
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
 
+    from mock_server.playback import Playback
+
 
 def api_routes() -> list[Route]:
     """The API as the real service has it: one route per operation, and the status service."""
@@ -102,4 +104,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     app = BriaMockApp(lifespan=lifespan)
     app.state.backend = backend
+    # Answers from a recording, read by the submit endpoint before the operation runs (handlers._submit).
+    app.state.playback = _playback(settings)
     return app
+
+
+def _playback(settings: Settings) -> Playback | None:
+    """The recording that answers first (``--playback``), read at start; None without one."""
+    if not settings.playback:
+        return None
+    from mock_server.playback import Playback  # (here: it reads recordings through drift, which imports the server)
+
+    return Playback.load(settings.playback, strict=settings.playback_strict)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from mock_server.config import ENV_PREFIX, SETTINGS, Setting, Settings
+from mock_server.proxy.command import add_proxy_parser, run_proxy
 from mock_server.verify import add_verify_parser, run_verify
 
 
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_setting_options(serve)
     add_verify_parser(commands)
+    add_proxy_parser(commands)
     # Unrecognised options are reported by the top parser: it suggests from every subcommand's.
     parser.known_options = [flag for sub in commands.choices.values() for flag in sub._option_string_actions]
     return parser
@@ -83,6 +85,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "verify":
         raise SystemExit(run_verify(args))
+    if args.command == "proxy":
+        try:
+            run_proxy(args)
+        except ValueError as exc:  # no target, or a refused one: say why, no traceback
+            build_parser().error(str(exc))
+        return
     if args.command == "serve":
         from mock_server.server import serve  # uvicorn is imported only when serving
 

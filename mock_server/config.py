@@ -236,6 +236,18 @@ class Settings:
         8 * 1024 * 1024, "webhook attempts kept (estimated bytes); the oldest go first"
     )
 
+    # A recording (``bria-mock proxy --record``, ``verify --record``) answers the requests it holds
+    # before the fake's own operations do (see mock_server.playback).
+    playback: str = _setting(
+        "",
+        "a recording folder whose answers are replayed to the requests it holds; others get the fake's own",
+        default_text="none",
+        metavar="DIR",
+    )
+    playback_strict: bool = _setting(
+        False, "with playback: a request the recording does not hold gets 404 naming the nearest recorded one"
+    )
+
     def __post_init__(self) -> None:
         # The settings whose text has a form; checked here too so that Settings(...) in code is checked.
         try:

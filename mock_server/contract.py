@@ -41,7 +41,13 @@ def schema_dir() -> Path:
 
 def schema_names() -> list[str]:
     """Every schema's name: its file name without ``.json``."""
-    return sorted(path.stem for path in schema_dir().glob("*.json"))
+    return list(_schema_names())
+
+
+@functools.cache
+def _schema_names() -> tuple[str, ...]:
+    # Listed once per process: a proxy checks every answer against the list, and globbing is slow.
+    return tuple(sorted(path.stem for path in schema_dir().glob("*.json")))
 
 
 @functools.cache

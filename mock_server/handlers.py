@@ -1,6 +1,7 @@
 """HTTP endpoints: read the request, call the backend, wrap its answer. No rules live here.
 
-An operation's request goes: authenticate → validate against its schema → the operation's own
+An operation's request goes: authenticate → (with ``--playback``: the recorded answer, when the
+recording holds this request; see ``mock_server.playback``) → validate against its schema → the operation's own
 check → resolve its images → moderate them → the backend accepts a job → 200 (sync) or 202.
 """
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from mock_server.backend import BriaBackend
     from mock_server.inputs import InputImage
     from mock_server.operations import Operation
+    from mock_server.playback import Playback
     from mock_server.routing import Endpoint
 
 _JSON_TYPES = ("application/json", "text/json")
@@ -60,6 +62,11 @@ def submit_endpoint(operation: Operation) -> Endpoint:
 async def _submit(request: Request, operation: Operation) -> Response:
     backend = backend_of(request)
     token = backend.authenticate(request.headers.get("api_token"))
+    playback: Playback | None = getattr(request.app.state, "playback", None)
+    if playback is not None:  # a recording answers what it holds first (serve --playback)
+        replayed = playback.answer(operation, context_of(request), token, backend, public_base(request))
+        if replayed is not None:
+            return replayed
     body = _json_body(request)
     validate_request(operation.request_schema, body)
     options = with_defaults(operation.request_schema, body)
