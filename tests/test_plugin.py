@@ -406,6 +406,11 @@ def test_settings_from_the_ini_file_and_the_command_line(pytester: pytest.Pytest
     pytester.runpytest("-p", "no:cacheprovider", "--bria-mock-setting", "rate_limit=free").assert_outcomes(passed=1)
 
 
+# A child pytest with bria-mock's plugin alone: the other installed plugins (schemathesis, hypothesis)
+# take seconds to import in every child and are not what these tests are about.
+ONLY_OUR_PLUGINS = ("--disable-plugin-autoload", "-p", "mock_server.fixtures.plugin", "-p", "no:cacheprovider")
+
+
 @pytest.mark.subprocess
 def test_parallel_workers_each_get_their_own_fake(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
@@ -419,7 +424,7 @@ def test_parallel_workers_each_get_their_own_fake(pytester: pytest.Pytester) -> 
         """
     )
 
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2")
+    result = pytester.runpytest_subprocess(*ONLY_OUR_PLUGINS, "-p", "xdist.plugin", "-n", "2")
 
     result.assert_outcomes(passed=6)
 
@@ -447,7 +452,7 @@ def test_the_readme_example_runs_as_written(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_readme=example)
 
     # In a subprocess: the official SDK imports numpy, which cannot be imported twice in one process.
-    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    pytester.runpytest_subprocess(*ONLY_OUR_PLUGINS).assert_outcomes(passed=1)
 
 
 def test_the_docs_example_runs_as_written(pytester: pytest.Pytester) -> None:

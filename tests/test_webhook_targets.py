@@ -91,7 +91,7 @@ def https_receiver(certificate: tuple[Path, Path]) -> Iterator[tuple[int, _Seen]
     context.sni_callback = lambda sslobj, name, ctx: seen.sni.append(name)  # type: ignore[assignment,misc,return-value]
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     yield server.server_address[1], seen
     server.shutdown()
