@@ -26,6 +26,8 @@ from mock_server.server import ServerThread
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
 
+    from mock_server.fixtures.receiver import WebhookReceiver
+
 pytestmark = pytest.mark.browser
 
 # Debian names the browser chromium; other systems name it otherwise.
@@ -130,6 +132,23 @@ def test_the_page_lists_sdk_jobs_with_their_input_and_result_images(
 
     assert decoded_width(browser, f"{detail} img[alt='Input image']") == 48
     assert "remove_background" in browser.find_element("css selector", ROWS).text
+
+
+def test_the_page_shows_a_jobs_webhook_attempts_and_the_receivers_answer(
+    browser: WebDriver, wait_for: Wait, bria_env: BriaMock, bria_webhook_receiver: WebhookReceiver
+) -> None:
+    image = make_image(size=(32, 24)).base64
+    with BriaSyncClient() as client:
+        submitted = client.submit(
+            endpoint=RMBG, payload={"image": image}, webhook_url=bria_webhook_receiver.url, raise_for_status=True
+        )
+    bria_webhook_receiver.wait_for(submitted.request_id, timeout=10)
+    open_inspector(browser, wait_for, bria_env.base_url)
+
+    card = wait_for(lambda b: b.find_elements("css selector", "#webhook-body li"), "no webhook delivery was shown")
+
+    assert submitted.request_id in card[0].text  # type: ignore[index]
+    assert "attempts: 1" in card[0].text and "receiver: 200" in card[0].text  # type: ignore[index]
 
 
 def test_a_malformed_rule_shows_the_schema_error_and_a_rule_can_be_removed(

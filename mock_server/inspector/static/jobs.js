@@ -75,9 +75,19 @@ export async function refreshWebhooks() {
     return void body.replaceChildren(el("p", { class: "empty", text: "Webhooks are not recorded by this fake." }));
   }
   if (!result.ok) return void body.replaceChildren(el("p", { class: "error", text: errorText(result) }));
-  const deliveries = Array.isArray(result.data) ? result.data : result.data.deliveries ?? [];
+  const deliveries = byJob(result.data.attempts ?? []);
   if (deliveries.length === 0) return void body.replaceChildren(el("p", { class: "empty", text: "No webhook deliveries." }));
   body.replaceChildren(el("ul", { class: "cards" }, deliveries.map(deliveryCard)));
+}
+
+// The route lists attempts, oldest first: one card a job, its attempts in order, newest job first.
+function byJob(attempts) {
+  const jobs = new Map();
+  for (const attempt of attempts) {
+    if (!jobs.has(attempt.request_id)) jobs.set(attempt.request_id, { request_id: attempt.request_id, attempts: [] });
+    jobs.get(attempt.request_id).attempts.push(attempt);
+  }
+  return [...jobs.values()].reverse();
 }
 
 function deliveryCard(delivery) {
