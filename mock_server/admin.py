@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from starlette.responses import Response
 
-from mock_server.bodies import check_declared_length, parse_json, read_limited
+from mock_server.bodies import check_declared_length, is_whole_number, parse_json, read_limited
 from mock_server.errors import BadRequest, Forbidden, ImageNotFound, Unauthorized, UnsupportedMediaType
 from mock_server.ids import namespace_id
 from mock_server.ratelimit import per_minute
@@ -154,7 +154,7 @@ async def journal(request: Request) -> Response:
     query = request.query_params
     criteria = {key: query.get(key) for key in ("endpoint", "method", "status", "path")}
     for key in ("status", "limit"):
-        if not query.get(key, "0").isdigit():
+        if not is_whole_number(query.get(key, "0")):
             raise BadRequest(f"{key}: expected a whole number, got {query.get(key)!r}")
     entries = backend.journal.entries(token=_namespace(request), **criteria)
     limit = int(query.get("limit", "0") or 0)
@@ -184,7 +184,7 @@ async def webhooks(request: Request) -> Response:
     backend = _backend(request)
     query = request.query_params
     for key in ("status", "limit"):
-        if not query.get(key, "0").isdigit():
+        if not is_whole_number(query.get(key, "0")):
             raise BadRequest(f"{key}: expected a whole number, got {query.get(key)!r}")
     delivered = query.get("delivered")
     if delivered not in (None, "true", "false"):

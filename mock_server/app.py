@@ -105,7 +105,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app = BriaMockApp(lifespan=lifespan)
     app.state.backend = backend
     # Answers from a recording, read by the submit endpoint before the operation runs (handlers._submit).
-    app.state.playback = _playback(settings)
+    backend.playback = _playback(settings)
     return app
 
 

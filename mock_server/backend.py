@@ -24,13 +24,14 @@ from mock_server.ratelimit import RateLimiter, per_minute
 from mock_server.resolver import RESULTS_PATH, UPLOADS_PATH, InputResolver, sample_file
 from mock_server.responses import JSONResponse
 from mock_server.rules import Rule, RuleBook, load_rules_file, parse_rule
-from mock_server.scheduler import Scheduler
+from mock_server.scheduler import Scheduler, cancel_from_any_thread
 from mock_server.triggers import JOB_FAILURE_TOKENS, UNSAFE_OUTPUT_MARKER, is_trigger_token, token_error
 from mock_server.uploads import Uploads
 from mock_server.webhooks import Webhooks
 
 if TYPE_CHECKING:
     from mock_server.operations import Inputs, Operation, Output
+    from mock_server.playback import Playback
     from mock_server.webhooks import WebhookTarget
 
 # How long a due status poll waits for processing still under way before answering IN_PROGRESS.
@@ -55,6 +56,7 @@ class BriaBackend:
         self.limiter = RateLimiter(self.clock.now, per_minute(settings.rate_limit))
         self._tasks: set[asyncio.Task[None]] = set()
         self.crashes = CrashLog()
+        self.playback: Playback | None = None  # a recording that answers first (serve --playback)
         self.scheduler = Scheduler(self.clock, self.crashes.record)
         self.clock.on_advance(self.scheduler.wake)  # advancing the clock runs what falls due
         self.webhooks = Webhooks(settings, self.clock, self.scheduler, self.rules)
@@ -74,11 +76,13 @@ class BriaBackend:
         self.rules.clear(token)
         self.journal.clear(token)
         self.limiter.clear(token)
+        if self.playback is not None:  # each recorded sequence starts again from its first answer
+            self.playback.rewind(namespace_id(token) if token is not None else None)
         if token is None:
             self.crashes.clear()
             self.uploads.clear()
-            for task in self._tasks:
-                task.cancel()
+            for task in self._tasks:  # an in-process handle resets from the test's thread
+                cancel_from_any_thread(task)
             self._tasks.clear()
             self.clock.reset()
             self.rules.add(parse_rule(rule.spec, self.clock.now()) for rule in self._initial_rules)

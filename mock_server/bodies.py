@@ -14,10 +14,15 @@ from mock_server.errors import BadRequest, PayloadTooLarge
 _SURROGATE_ESCAPE = re.compile(rb"\\[uU][dD][89a-fA-F]")
 
 
+def is_whole_number(text: str) -> bool:
+    """Whether ``text`` is ASCII digits only (``"²".isdigit()`` is true, but ``int("²")`` fails)."""
+    return text.isascii() and text.isdigit()
+
+
 def check_declared_length(headers: Mapping[str, str], limit: int) -> None:
     """413 at once when the body declares more than ``limit`` bytes (nothing is read)."""
     declared = headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if is_whole_number(declared) and int(declared) > limit:
         raise PayloadTooLarge(f"body: {declared} bytes is over the limit of {limit} bytes")
 
 

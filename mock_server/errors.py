@@ -86,7 +86,8 @@ class Unauthorized(BriaError):
 
 
 class Forbidden(BriaError):
-    """403: the token is valid but not entitled (billing, plan or quota)."""
+    """403: the token is valid but not entitled (billing, plan or quota); also the fake's own controls
+    refusing a caller (another machine without an admin token, a foreign Host or Origin)."""
 
     status_code = 403
 

@@ -47,6 +47,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import httpcore
 
+from mock_server.bodies import is_whole_number
 from mock_server.errors import BadRequest, BriaError, DownloadFailed, ImageNotFound
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -87,6 +88,26 @@ def refusal_reason(address: IPAddress) -> str | None:
         (not address.is_global, "not a public address"),
     )
     return next((reason for refused, reason in checks if refused), None)
+
+
+# Address kinds never reached, whatever a setting allows: no service under test lives there.
+ALWAYS_REFUSED = frozenset(
+    {
+        "a cloud metadata address",
+        "a link-local address",
+        "a multicast address",
+        "the unspecified address",
+        "a reserved address",
+    }
+)
+
+
+def refusal_unless_private(address: IPAddress) -> str | None:
+    """Why ``address`` is refused when loopback and private addresses are allowed (a service on this
+    machine or network): metadata, link-local, multicast, unspecified and reserved addresses still are."""
+    reason = refusal_reason(address)
+    kind = reason.removesuffix(" inside an IPv6 address") if reason else None
+    return reason if kind in ALWAYS_REFUSED else None
 
 
 def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
@@ -299,7 +320,7 @@ def _read_body(target: _Target, chunks: Iterable[bytes], headers: dict[bytes, st
     if encoding not in {"", "identity"}:
         raise target.failed(f"the answer is {encoding}-encoded; only identity is accepted")
     declared = headers.get(b"content-length", "").strip()
-    if declared.isdigit() and int(declared) > max_bytes:
+    if is_whole_number(declared) and int(declared) > max_bytes:
         raise target.failed(f"the image is {declared} bytes, over the limit of {max_bytes} bytes")
     body = bytearray()
     for chunk in chunks:

@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from mock_server.backend import BriaBackend
     from mock_server.inputs import InputImage
     from mock_server.operations import Operation
-    from mock_server.playback import Playback
     from mock_server.routing import Endpoint
 
 _JSON_TYPES = ("application/json", "text/json")
@@ -62,7 +61,7 @@ def submit_endpoint(operation: Operation) -> Endpoint:
 async def _submit(request: Request, operation: Operation) -> Response:
     backend = backend_of(request)
     token = backend.authenticate(request.headers.get("api_token"))
-    playback: Playback | None = getattr(request.app.state, "playback", None)
+    playback = backend.playback
     if playback is not None:  # a recording answers what it holds first (serve --playback)
         replayed = playback.answer(operation, context_of(request), token, backend, public_base(request))
         if replayed is not None:

@@ -125,6 +125,11 @@ class Playback:
             return None
         return self._replay(recorded, context.request_id, token, backend, base_url)
 
+    def rewind(self, namespace: str | None = None) -> None:
+        """Back to each recorded sequence's first answer: for every token, or one namespace's (a reset)."""
+        for cursor in [cursor for cursor in self._cursors if namespace is None or cursor[0] == namespace]:
+            del self._cursors[cursor]
+
     def _next(self, token: str, key: str) -> Recorded | None:
         found = self.by_fingerprint.get(key)
         if not found:

@@ -31,6 +31,13 @@ class _Entry:
     work: Work = dataclasses.field(compare=False)
 
 
+def cancel_from_any_thread(task: asyncio.Task[Any]) -> None:
+    """Cancel a task from its own loop's thread or another (a test's thread resetting an in-process fake)."""
+    loop = task.get_loop()
+    if not loop.is_closed():
+        loop.call_soon_threadsafe(task.cancel)
+
+
 class Scheduler:
     """Runs coroutines when the fake's clock reaches their time."""
 
@@ -44,6 +51,9 @@ class Scheduler:
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._running: dict[asyncio.Task[None], str | None] = {}
+        # Entries taken off the heap and not finished yet, counted under the lock: between the two,
+        # ``idle()`` from another thread must not see "nothing due, nothing running".
+        self._in_flight = 0
 
     def start(self) -> None:
         """Start the scheduler's task on the running loop (the app's lifespan; idempotent)."""
@@ -70,7 +80,7 @@ class Scheduler:
         """Whether nothing is due now and nothing is running (later work may still be waiting)."""
         with self._lock:
             due = bool(self._heap) and self._heap[0].due <= self._clock.now()
-        return not due and not self._running
+            return not due and self._in_flight == 0
 
     def clear(self, owner: str | None = None) -> None:
         """Drop waiting work and cancel running work: all of it, or one namespace's."""
@@ -79,7 +89,7 @@ class Scheduler:
             heapq.heapify(self._heap)
         for task, task_owner in list(self._running.items()):
             if owner is None or task_owner == owner:
-                task.cancel()
+                cancel_from_any_thread(task)
 
     async def aclose(self) -> None:
         """Stop the scheduler and whatever it runs (at shutdown)."""
@@ -108,6 +118,7 @@ class Scheduler:
             due = []
             while self._heap and self._heap[0].due <= now:
                 due.append(heapq.heappop(self._heap))
+            self._in_flight += len(due)
         return due
 
     def _next_delay(self) -> float | None:
@@ -116,5 +127,7 @@ class Scheduler:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._running.pop(task, None)
+        with self._lock:
+            self._in_flight -= 1
         if not task.cancelled() and task.exception() is not None:
             self._on_crash(task.exception(), "while running scheduled work")  # type: ignore[arg-type]

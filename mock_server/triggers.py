@@ -10,6 +10,7 @@ import re
 
 from PIL import Image
 
+from mock_server.bodies import is_whole_number
 from mock_server.errors import BriaError, Forbidden, ServerError, TooManyRequests
 from mock_server.jobs import JobState
 
@@ -42,7 +43,7 @@ def token_error(token: str) -> BriaError | None:
     if not token.startswith(TOKEN_PREFIX):
         return None
     code = token.removeprefix(TOKEN_PREFIX)
-    if not code.isdigit() or int(code) not in _TOKEN_CODES:
+    if not is_whole_number(code) or int(code) not in _TOKEN_CODES:
         return None
     return _error_for(int(code))
 

@@ -33,16 +33,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
 MAX_URL_CHARS = 2048
-ALWAYS_REFUSED = frozenset(
-    {
-        "a cloud metadata address",
-        "a link-local address",
-        "a multicast address",
-        "the unspecified address",
-        "a reserved address",
-    }
-)
-ALLOWED_BY_DEFAULT = frozenset({"a loopback address", "a private address", "a carrier-grade NAT (shared) address"})
+ALWAYS_REFUSED = fetch.ALWAYS_REFUSED
 _EMBEDDED = " inside an IPv6 address"
 
 
@@ -65,6 +56,10 @@ def check_webhook_url(value: object) -> str | None:
         raise BadRequest(f"webhook_url: expected an absolute http or https URL, got {shown}")
     if port == 0:
         raise BadRequest(f"webhook_url: a URL with port 0 ({shown})")
+    try:  # what the delivery will parse: a URL urlsplit takes but httpx or IDNA refuses is a 400 now
+        httpx.URL(value).host.encode("idna")
+    except (httpx.InvalidURL, UnicodeError, ValueError) as exc:
+        raise BadRequest(f"webhook_url: an invalid URL ({exc}): {shown}") from None
     return value
 
 
@@ -158,7 +153,7 @@ async def post(
             raise AssertionError("unreachable: the last address answers or raises")
     except TimeoutError:
         return AttemptResult(None, f"timeout: no answer within {timeout:g} s", took()), sent
-    except (httpx.HTTPError, OSError) as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as exc:  # (UnicodeError is a ValueError)
         return AttemptResult(None, f"connection error: {_cause(exc)}", took()), sent
 
 

@@ -194,3 +194,20 @@ def test_a_body_cut_short_by_the_client_runs_nothing(make_server: Callable[..., 
     assert entry.status is None  # journaled, but not as answered
     assert server.backend.rules.list()[0].matched == 0  # no rule counted it
     assert server.backend.jobs.count() == 0  # no job was made
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        ("/v2/status/x", {"api_token": "bria-mock-\u00b2"}),  # "²".isdigit() is true, int("²") fails
+        ("/bria-mock/journal?limit=\u00b2", {}),
+        ("/bria-mock/webhooks?status=\u00b2", {}),
+    ],
+    ids=["trigger-token", "journal-limit", "webhooks-status"],
+)
+def test_unicode_digits_are_no_whole_number_and_never_a_crash(
+    bria_client: httpx.Client, path: str, headers: dict[str, str]
+) -> None:
+    answer = bria_client.get(path, headers={name: value.encode("latin-1") for name, value in headers.items()})
+
+    assert answer.status_code in (400, 404)

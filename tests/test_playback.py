@@ -174,3 +174,22 @@ def test_the_plugin_replays_a_recording_named_in_its_settings(pytester: pytest.P
         """
     )
     pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_a_reset_rewinds_each_recorded_sequence(tmp_path: Path, make_server: Callable[..., ServerThread]) -> None:
+    with ServerThread(Settings()) as service:
+        service.backend.add_rules(
+            {"endpoint": "remove_background", "action": {"type": "error", "status": 429}, "times": 1}
+        )
+        options = ProxyOptions(target=service.base_url, port=0, allow_private_target=True, record=str(tmp_path))
+        with ProxyThread(options) as proxy, httpx.Client(base_url=proxy.base_url, headers={"api_token": "t"}) as http:
+            recorded = [http.post(RMBG, json={"image": png_b64()}).status_code for _ in range(2)]
+    server = make_server(playback=str(tmp_path))
+    with httpx.Client(base_url=server.base_url, headers={"api_token": "t"}) as http:
+        first = [http.post(RMBG, json={"image": png_b64()}).status_code for _ in range(3)]
+        assert http.post("/bria-mock/reset", json={}).status_code == 200
+        again = http.post(RMBG, json={"image": png_b64()}).status_code
+
+    assert recorded == [429, 202]
+    assert first == [429, 202, 202]  # in order, then the last again
+    assert again == 429  # the reset started the sequence again

@@ -90,6 +90,8 @@ def test_refuses_to_start_without_a_target_or_on_a_loopback_one() -> None:
     with pytest.raises(ValueError, match="origin only"):
         check_target("https://example.com/v2")
     assert check_target("http://127.0.0.1:9", allow_private=True).origin == "http://127.0.0.1:9"
+    with pytest.raises(ValueError, match="a cloud metadata address"):  # never, whatever --allow-private-target says
+        check_target("http://169.254.169.254", allow_private=True)
 
 
 def test_the_command_says_why_it_refuses(capsys: pytest.CaptureFixture[str]) -> None:
@@ -238,6 +240,50 @@ def test_connections_go_to_the_checked_addresses_never_to_the_name_again(upstrea
 
     assert answer.status_code == 202
     assert answer.json()["status_url"].startswith(proxy.base_url)
+
+
+def test_a_request_target_that_is_not_a_path_never_reaches_another_port(
+    upstream: ServerThread, make_proxy: Callable[..., ProxyThread]
+) -> None:
+    other = socket.socket()
+    other.bind(("127.0.0.1", 0))
+    other.listen()
+    other.settimeout(0.5)
+    proxy = make_proxy(upstream.base_url)
+    with socket.create_connection((proxy.host, proxy.port)) as sock:
+        request = f"GET @127.0.0.1:{other.getsockname()[1]}/x HTTP/1.1\r\nHost: a\r\napi_token: {SECRET}\r\n\r\n"
+        sock.sendall(request.encode())
+        sock.settimeout(5)
+        answer = ""
+        while "must be a path" not in answer and (chunk := sock.recv(65536)):  # the head and body may come apart
+            answer += chunk.decode("latin-1")
+    with pytest.raises(TimeoutError):
+        other.accept()  # nothing connected to the other port
+    other.close()
+
+    assert answer.startswith("HTTP/1.1 400")
+    assert "must be a path starting with /" in answer
+
+
+def test_the_path_is_forwarded_as_it_was_sent(upstream: ServerThread, make_proxy: Callable[..., ProxyThread]) -> None:
+    proxy = make_proxy(upstream.base_url)
+    with client(proxy) as http:
+        http.get("/v2/status/a%2Fb%3Fc")
+
+    # Decoded by the target's server, as sent: "%3F" stayed in the path instead of starting a query.
+    assert [entry.path for entry in upstream.backend.journal.entries()] == ["/v2/status/a/b?c"]
+
+
+def test_the_pinned_connection_refuses_another_port() -> None:
+    import anyio
+    import httpcore
+
+    from mock_server.proxy.target import PinnedBackend
+
+    backend = PinnedBackend([ip_address("127.0.0.1")], 8000)
+
+    with pytest.raises(httpcore.ConnectError, match="port 8000 only, not 22"):
+        anyio.run(backend.connect_tcp, "bria.example", 22)
 
 
 def free_port() -> int:

@@ -33,6 +33,7 @@ from mock_server.verify import HYPOTHESIS_PLUGIN, suite_directory
 pytestmark = pytest.mark.subprocess  # the suite and verify run in their own processes
 
 LIVE_TOKEN = "live-token-3c9e"
+LIVE_SELECTION = "conformance or remove_background"
 # Variables that would change which target or profile the child runs choose.
 _CHOOSERS = ("BRIA_BASE_URL", "BRIA_API_TOKEN", "HYPOTHESIS_PROFILE", "PYTEST_ADDOPTS")
 SKIP_REASONS = ("fake only:", "moderation-triggering or deliberately broken", "spend cap reached")
@@ -208,8 +209,18 @@ def commands(served_fake: str, proxies: dict[str, Served]) -> dict[str, list[str
     """Every child run: verify of the "live" fake (with a recording), the suite with no token, each drift."""
     verify = [sys.executable, "-m", "mock_server.verify", "--report-dir", "report"]
     runs = {
-        # The conformance tests only: enough to reach the spend cap and to meet every kind of skip.
-        "live": [*verify, "--target", served_fake, "--token", LIVE_TOKEN, "--record", "recording", "-k", "conformance"],
+        # The conformance tests and remove_background's properties: past the spend cap, with every kind of skip.
+        "live": [
+            *verify,
+            "--target",
+            served_fake,
+            "--token",
+            LIVE_TOKEN,
+            "--record",
+            "recording",
+            "-k",
+            LIVE_SELECTION,
+        ],
         "tokenless": [
             *[sys.executable, "-m", "pytest", str(suite_directory()), "-p", "no:cacheprovider", "-rs"],
             *["-o", "addopts="],  # not the project's own options (-n needs xdist, which autoload would bring)

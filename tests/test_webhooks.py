@@ -223,6 +223,9 @@ def test_jobs_without_webhook_url_stay_lazy(bria_mock: BriaMock) -> None:
         "https://:80/x",
         7,
         "x" * 3000,
+        "http://a/\x7f",  # a control character: urlsplit takes it, httpx does not
+        "http://xn--/x",  # not a host IDNA can encode
+        f"http://{'a' * 70}.example/x",  # a label over 63 characters
     ],
 )
 def test_a_webhook_url_that_is_not_an_absolute_http_url_is_400_in_the_envelope(

@@ -6,6 +6,7 @@ import bisect
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from mock_server.bodies import is_whole_number
 from mock_server.errors import BadRequest
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ def _searchable(entry: Entry) -> str:
 def page_bounds(query: Mapping[str, str]) -> tuple[int, int | None]:
     """``limit`` (1 to MAX_PAGE) and ``before`` (an entry id: the page starts below it), from the query."""
     for key in ("limit", "before"):
-        if not query.get(key, "0").isdigit():
+        if not is_whole_number(query.get(key, "0")):
             raise BadRequest(f"{key}: expected a whole number, got {query.get(key)!r}")
     limit = min(int(query.get("limit") or DEFAULT_PAGE), MAX_PAGE) or DEFAULT_PAGE
     before = int(query["before"]) if query.get("before") else None

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from mock_server.admin import PREFIX, checked_backend
+from mock_server.bodies import is_whole_number
 from mock_server.errors import BadRequest, ImageNotFound
 from mock_server.inspector import exchanges, images, jobs
 from mock_server.responses import JSONResponse
@@ -161,7 +162,7 @@ def _request_id_in(path: str) -> str | None:
 
 
 def _whole_number(value: str, name: str) -> int:
-    if not value.isdigit():
+    if not is_whole_number(value):
         raise BadRequest(f"{name}: expected a whole number, got {value!r}")
     return int(value)
 

@@ -34,7 +34,7 @@ def add_proxy_parser(commands: Any) -> None:
     proxy.add_argument(
         "--rewrite-image-urls",
         action="store_true",
-        help="also rewrite result image_url values on the target's origin to go through the proxy",
+        help="also rewrite result image_url values to go through the proxy (on the target's origin or a CDN's)",
     )
     proxy.add_argument(
         "--max-check-bytes",

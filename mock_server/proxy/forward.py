@@ -12,6 +12,7 @@ forwarded, a bad answer replaced by a 502, both in Bria's envelope (``errors.err
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,6 +22,7 @@ import httpx
 from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
 
+from mock_server.bodies import is_whole_number
 from mock_server.context import context_of
 from mock_server.errors import BadRequest, CrashLog, ImageNotFound, PayloadTooLarge, ServerError
 from mock_server.errors import error_answer as render_error
@@ -54,6 +56,8 @@ _NOT_FORWARDED = frozenset(
     | {"upgrade", "host", "content-length", "accept-encoding", "content-encoding"}
 )
 
+logger = logging.getLogger("mock_server")
+
 
 class ProxyApp:
     """ASGI: the tally control, and forwarding to the target for everything else."""
@@ -70,7 +74,8 @@ class ProxyApp:
     def upstream(self, scope: Scope) -> Upstream:
         """Where a request goes: the target, at the same path and query, with the caller's headers."""
         assert self.client is not None, "the proxy forwards only once started"
-        url = self.target.url(scope["path"], scope.get("query_string", b"").decode("latin-1"))
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+        url = self.target.url(raw_path, scope.get("query_string", b""))
         return Upstream(self.client, url, endpoint_of(scope["method"], scope["path"]))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -85,6 +90,10 @@ class ProxyApp:
         elif scope["path"].startswith(CONTROLS_PREFIX):
             error = ImageNotFound(f"no proxy control {scope['path']}; the proxy's one control is GET {CONTROL_PATH}")
             await self.error_answer(error, scope)(scope, receive, send)
+        elif not (scope.get("raw_path") or scope["path"].encode()).startswith(b"/"):
+            # h11 takes a request target such as "@host:port/x" or ":22/x": it must never reach the URL.
+            refused = BadRequest("the request target must be a path starting with /")
+            await self.error_answer(refused, scope)(scope, receive, send)
         else:
             await Forwarding(self, scope).run(receive, send)
 
@@ -249,14 +258,17 @@ class Forwarding:
         if not isinstance(request.stream, httpx.ByteStream):  # a body over the cap: recorded without it
             request = httpx.Request(request.method, request.url, headers=request.headers)
         elapsed = time.perf_counter() - self.started
-        self.recorded_as = await recorder.record(
-            operation=self.endpoint,
-            request=request,
-            status=response.status_code,
-            headers=response.headers,
-            content=content,
-            elapsed_seconds=elapsed,
-        )
+        try:
+            self.recorded_as = await recorder.record(
+                operation=self.endpoint,
+                request=request,
+                status=response.status_code,
+                headers=response.headers,
+                content=content,
+                elapsed_seconds=elapsed,
+            )
+        except OSError as exc:  # (a full disk): the target has answered; the caller still gets the answer
+            logger.error("bria-mock proxy could not record %s %s: %s", request.method, request.url.path, exc)
 
     async def _timed(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         """The target's chunks, counting the time spent waiting for them as the target's."""
@@ -334,7 +346,7 @@ def _content_type(response: httpx.Response) -> str | None:
 
 def _declared_length(response: httpx.Response) -> int | None:
     declared = response.headers.get("content-length", "")
-    return int(declared) if declared.isdigit() and "content-encoding" not in response.headers else None
+    return int(declared) if is_whole_number(declared) and "content-encoding" not in response.headers else None
 
 
 def _target_error(exc: Exception) -> Exception:

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
-from mock_server.fetch import IPAddress, allow_any_address, refusal_reason, resolve
+from mock_server.fetch import IPAddress, refusal_reason, refusal_unless_private, resolve
 
 RESOLVE_TIMEOUT_SECONDS = 10.0
 
@@ -35,9 +35,13 @@ class Target:
     port: int
     addresses: tuple[IPAddress, ...]
 
-    def url(self, path: str, query: str = "") -> str:
-        """The target's URL for a path (and query) the client asked the proxy for."""
-        return f"{self.origin}{path}" + (f"?{query}" if query else "")
+    def url(self, raw_path: bytes, query: bytes = b"") -> str:
+        """The target's URL for the path (and query) the client asked the proxy for, byte for byte:
+        never decoded (``%2F`` stays ``%2F``, ``%3F`` never becomes a query)."""
+        if not raw_path.startswith(b"/"):
+            raise ValueError("the request target must be a path starting with /")
+        target = raw_path + (b"?" + query if query else b"")
+        return str(httpx.URL(self.origin).copy_with(raw_path=target))
 
 
 def check_target(url: str, *, allow_private: bool = False) -> Target:
@@ -64,7 +68,7 @@ def _checked_addresses(host: str, port: int, allow_private: bool) -> list[IPAddr
         addresses = resolve(host, port, RESOLVE_TIMEOUT_SECONDS)
     except (socket.gaierror, TimeoutError) as exc:
         raise ValueError(f"--target: {host} does not resolve ({exc})") from None
-    refuse = allow_any_address if allow_private else refusal_reason
+    refuse = refusal_unless_private if allow_private else refusal_reason
     for address in addresses:
         reason = refuse(address)
         if reason is not None:
@@ -88,16 +92,18 @@ def pinned_client(target: Target, *, timeout: float, ssl_context: ssl.SSLContext
         max_connections=100,
         max_keepalive_connections=20,
         keepalive_expiry=5.0,
-        network_backend=PinnedBackend(target.addresses),
+        network_backend=PinnedBackend(target.addresses, target.port),
     )
     return httpx.AsyncClient(transport=transport, timeout=timeout, trust_env=False, follow_redirects=False)
 
 
 class PinnedBackend(httpcore.AsyncNetworkBackend):
-    """Connects to the checked addresses, whatever host the URL names (it is never resolved again)."""
+    """Connects to the checked addresses, whatever host the URL names (it is never resolved again),
+    and only on the target's port."""
 
-    def __init__(self, addresses: Iterable[IPAddress]) -> None:
+    def __init__(self, addresses: Iterable[IPAddress], port: int) -> None:
         self._addresses = list(addresses)
+        self._port = port
         self._system = httpcore.AnyIOBackend()
 
     async def connect_tcp(
@@ -108,6 +114,8 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
+        if port != self._port:
+            raise httpcore.ConnectError(f"the proxy connects to its target's port {self._port} only, not {port}")
         error: Exception = httpcore.ConnectError(f"no address to connect to for {host}")
         for address in self._addresses:
             try:
