@@ -5,10 +5,15 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import AsyncIterable, Mapping
-from typing import Any
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import ClientDisconnect
 
 from mock_server.errors import BadRequest, PayloadTooLarge
+
+if TYPE_CHECKING:
+    from starlette.types import Receive
 
 # A JSON escape of a UTF-16 surrogate (\ud800-\udfff): only then can a string hold a lone one.
 _SURROGATE_ESCAPE = re.compile(rb"\\[uU][dD][89a-fA-F]")
@@ -26,15 +31,27 @@ def check_declared_length(headers: Mapping[str, str], limit: int) -> None:
         raise PayloadTooLarge(f"body: {declared} bytes is over the limit of {limit} bytes")
 
 
-async def read_limited(chunks: AsyncIterable[bytes], limit: int) -> bytes:
-    """The whole body, refused with 413 as soon as it passes ``limit`` (chunked uploads too)."""
+async def read_limited(chunks: AsyncIterable[bytes], limit: int, *, already: int = 0) -> bytes:
+    """The rest of a body (``already`` bytes of it read), refused with 413 as soon as the whole passes ``limit``."""
     parts: list[bytes] = []
-    size = 0
+    size = already
     async for chunk in chunks:
         size += len(chunk)
         check_read_length(size, limit)
         parts.append(chunk)
     return b"".join(parts)
+
+
+async def request_chunks(receive: Receive) -> AsyncIterator[bytes]:
+    """A request body's chunks as the server hands them over; ``ClientDisconnect`` when the client
+    leaves before the last one (a half body is never taken for a whole one)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        yield message.get("body", b"")
+        if not message.get("more_body", False):
+            return
 
 
 def check_read_length(size: int, limit: int) -> None:

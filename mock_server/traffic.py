@@ -27,6 +27,7 @@ from mock_server.bodies import (
     check_value_count,
     parse_json,
     read_limited,
+    request_chunks,
 )
 from mock_server.context import RequestContext, context_of
 from mock_server.errors import BadRequest, BriaError, TooManyRequests, error_answer, error_for_code, is_crash
@@ -35,10 +36,8 @@ from mock_server.journal import ENTRY_OVERHEAD, digest_of, kept_body, redact_hea
 from mock_server.rules import Decision, Traffic, rules_from_headers
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
     from starlette.responses import Response
-    from starlette.types import Message, Receive, Scope, Send
+    from starlette.types import Receive, Scope, Send
 
     from mock_server.backend import BriaBackend
     from mock_server.routing import Match
@@ -123,9 +122,9 @@ class Exchange:
         if first["type"] == "http.disconnect":
             raise ClientDisconnect()
         raw: bytes = first.get("body", b"")
+        check_read_length(len(raw), limit)  # (a first message may already hold more than the limit)
         if first.get("more_body", False):  # (most bodies come in one message: no generator for them)
-            raw = await read_limited(_chunks(receive, raw), limit)
-        check_read_length(len(raw), limit)
+            raw += await read_limited(request_chunks(receive), limit, already=len(raw))
         self.context.raw = raw
         if len(raw) > LARGE_BODY_BYTES:
             parsed, self.summary, self.summary_bytes = await run_in_threadpool(_parse_and_summarise, raw)
@@ -254,14 +253,3 @@ def _parse_and_summarise(raw: bytes) -> tuple[Any, Any, int]:
         return parsed, digest_of(raw), ENTRY_OVERHEAD
     summary, size = kept_body(raw, parsed)
     return parsed, summary, size
-
-
-async def _chunks(receive: Receive, first: bytes) -> AsyncIterator[bytes]:
-    yield first
-    while True:
-        message: Message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect()
-        yield message.get("body", b"")
-        if not message.get("more_body", False):
-            return

@@ -22,7 +22,7 @@ import httpx
 from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
 
-from mock_server.bodies import is_whole_number
+from mock_server.bodies import is_whole_number, request_chunks
 from mock_server.context import context_of
 from mock_server.errors import BadRequest, CrashLog, ImageNotFound, PayloadTooLarge, ServerError
 from mock_server.errors import error_answer as render_error
@@ -43,7 +43,7 @@ from mock_server.responses import JSONResponse
 from mock_server.verify_report import RESULT_IMAGE
 
 if TYPE_CHECKING:
-    from starlette.types import Message, Receive, Scope, Send
+    from starlette.types import Receive, Scope, Send
 
     from mock_server.proxy.options import ProxyOptions
 
@@ -149,7 +149,7 @@ class Forwarding:
         self._tally()
 
     async def _forward(self, receive: Receive, send: Send) -> None:
-        body, rest = await read_capped(_request_chunks(receive), self.proxy.options.max_check_bytes)
+        body, rest = await read_capped(request_chunks(receive), self.proxy.options.max_check_bytes)
         self._check_request(body, complete=rest is None)
         request = self._upstream_request(body, rest, declared=Headers(scope=self.scope).get("content-length"))
         response = await self._send_upstream(request)
@@ -312,16 +312,6 @@ async def read_capped(chunks: AsyncIterator[bytes], cap: int) -> tuple[bytes, As
         if len(body) > cap:
             return bytes(body), iterator
     return bytes(body), None
-
-
-async def _request_chunks(receive: Receive) -> AsyncIterator[bytes]:
-    while True:
-        message: Message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect()
-        yield message.get("body", b"")
-        if not message.get("more_body", False):
-            return
 
 
 async def _chained(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
