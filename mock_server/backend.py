@@ -158,10 +158,10 @@ class BriaBackend:
             pending_bytes=sum(len(image.data) for image in inputs.values()),
         )
         if webhook is not None:
-            self._expect_webhook(job, webhook)
+            self.expect_webhook(job, webhook)
         return job
 
-    def _expect_webhook(self, job: Job, webhook: WebhookTarget) -> None:
+    def expect_webhook(self, job: Job, webhook: WebhookTarget) -> None:
         """Schedule the end of an async job with a webhook on the fake's clock."""
         job.webhook = webhook
         if job.sync:
@@ -177,9 +177,10 @@ class BriaBackend:
         await self._process(job)
         while job.outcome is None and job.task is not None:  # (processing over a minute: keep waiting)
             await asyncio.wait({job.task})
-        self._deliver(job)
+        self.deliver(job)
 
-    def _deliver(self, job: Job) -> None:
+    def deliver(self, job: Job) -> None:
+        """Send an ended job's webhook (its status body, as a poll gets it)."""
         if job.webhook is None or job.outcome is None:
             return
         body = JSONResponse(self.status_body(job.request_id, job.outcome)).body  # the bytes a poll gets
@@ -191,7 +192,7 @@ class BriaBackend:
         await self._run(job)
         outcome = job.outcome
         assert outcome is not None
-        self._deliver(job)
+        self.deliver(job)
         if outcome.state is not JobState.COMPLETED:
             raise outcome.error or ServerError("processing failed")
         body = {"result": outcome.result, "request_id": job.request_id}

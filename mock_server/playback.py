@@ -45,10 +45,12 @@ from typing import TYPE_CHECKING, Any
 from mock_server.drift import REDACTED, load_recording
 from mock_server.errors import ImageNotFound, error_for_code
 from mock_server.ids import namespace_id
-from mock_server.jobs import JobState, JobTimeline, Outcome
+from mock_server.jobs import Job, JobState, JobTimeline, Outcome
 from mock_server.operations import RESULT, STATUS, names
 from mock_server.resolver import RESULTS_PATH
 from mock_server.responses import JSONResponse
+from mock_server.webhook_targets import check_webhook_url
+from mock_server.webhooks import WebhookTarget
 
 if TYPE_CHECKING:
     from starlette.responses import Response
@@ -123,7 +125,12 @@ class Playback:
             if self.strict:
                 raise ImageNotFound(self.no_match(operation.name, fields))
             return None
-        return self._replay(recorded, context.request_id, token, backend, base_url)
+        replayed = self._replay(recorded, context.request_id, token, backend, base_url)
+        if replayed is None:
+            return None
+        answer, job = replayed
+        _expect_webhook(backend, job, context, token)
+        return answer
 
     def rewind(self, namespace: str | None = None) -> None:
         """Back to each recorded sequence's first answer: for every token, or one namespace's (a reset)."""
@@ -143,7 +150,7 @@ class Playback:
 
     def _replay(
         self, recorded: Recorded, request_id: str, token: str, backend: BriaBackend, base_url: str
-    ) -> Response | None:
+    ) -> tuple[Response, Job] | None:
         response = recorded.response
         status, body, headers = response["status"], response.get("json"), replayed_headers(response)
         if status >= 400:
@@ -165,7 +172,7 @@ class Playback:
         )
         if work is None:
             backend.jobs.settle(job, outcome)
-        return JSONResponse(_renamed(body, request_id, base_url, outcome), status_code=status, headers=headers)
+        return JSONResponse(_renamed(body, request_id, base_url, outcome), status_code=status, headers=headers), job
 
     def _outcome(self, status: int, body: dict[str, Any]) -> Outcome | None:
         """How the replayed job ends: the recorded sync result, or its final recorded poll.
@@ -214,9 +221,24 @@ class Playback:
 # --- fingerprints -----------------------------------------------------------------------------
 
 
+def _expect_webhook(backend: BriaBackend, job: Job, context: RequestContext, token: str) -> None:
+    """A replayed job with a ``webhook_url`` delivers its webhook as any job does (a sync one at once)."""
+    body = context.json_or_none()
+    url = check_webhook_url(body.get("webhook_url") if isinstance(body, dict) else None)
+    if url is None:
+        return
+    backend.expect_webhook(job, WebhookTarget(url, token, context.webhook_rules))
+    if job.sync:
+        backend.deliver(job)
+
+
 def fingerprint(operation: str, fields: dict[str, Any]) -> str:
     """``<operation> <canonical JSON of the fields>``: what a request is matched by."""
     return f"{operation} {json.dumps(fields, sort_keys=True, separators=(',', ':'), default=str)}"
+
+
+# Where the answer goes, not what is asked: a session recorded with one receiver replays with another.
+NOT_FINGERPRINTED = frozenset({"webhook_url"})
 
 
 def request_fields(operation: Operation, context: RequestContext) -> dict[str, Any]:
@@ -225,7 +247,9 @@ def request_fields(operation: Operation, context: RequestContext) -> dict[str, A
     if not isinstance(body, dict):
         return {"$text": _sha(context.raw.decode("utf-8", "replace"))}
     return {
-        key: _image_key(value) if key in operation.image_fields else _long_strings(value) for key, value in body.items()
+        key: _image_key(value) if key in operation.image_fields else _long_strings(value)
+        for key, value in body.items()
+        if key not in NOT_FINGERPRINTED
     }
 
 
@@ -234,7 +258,7 @@ def recorded_fields(request: dict[str, Any]) -> dict[str, Any]:
     body = request.get("json")
     if not isinstance(body, dict):
         return {"$text": _sha(str(request.get("text", "")))}
-    return {key: _from_recording(value) for key, value in body.items()}
+    return {key: _from_recording(value) for key, value in body.items() if key not in NOT_FINGERPRINTED}
 
 
 def differing(fields: dict[str, Any], recorded: dict[str, Any]) -> list[str]:

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from mock_server.config import Settings
+from mock_server.fixtures.receiver import WebhookReceiver
 from mock_server.proxy.options import ProxyOptions
 from mock_server.proxy.server import ProxyThread
 from mock_server.server import ServerThread
@@ -193,3 +194,16 @@ def test_a_reset_rewinds_each_recorded_sequence(tmp_path: Path, make_server: Cal
     assert recorded == [429, 202]
     assert first == [429, 202, 202]  # in order, then the last again
     assert again == 429  # the reset started the sequence again
+
+
+def test_a_replayed_job_with_a_webhook_url_delivers_its_webhook(
+    make_playback: Callable[..., httpx.Client], bria_webhook_receiver: WebhookReceiver
+) -> None:
+    http = make_playback()
+    # The recording's request had no webhook_url: where the answer goes is not part of the fingerprint.
+    accepted = http.post(RMBG, json={"image": png_b64(), "webhook_url": bria_webhook_receiver.url})
+
+    delivered = bria_webhook_receiver.wait_for(accepted.json()["request_id"], timeout=10, accepted=False)
+
+    assert accepted.status_code == 202
+    assert json.loads(delivered.body)["status"] == "COMPLETED"
