@@ -92,6 +92,8 @@ class Exchange:
         await self._read_body(receive)
         self._rate_limit()  # first, as a real edge does: a limited request reaches no rule
         self.decision = self._decide()
+        if self.decision is NO_DECISION:  # the common case: no rule fired, nothing to delay or replace
+            return await self._call_endpoint(receive)
         await self._delay()
         terminal = self.decision.terminal
         if terminal is not None and terminal["type"] == "error":
@@ -100,10 +102,13 @@ class Exchange:
             self.record()
             await connection_faults.inject(terminal, receive, send)
             return None
-        if self.match.error is not None:
-            raise self.match.error
         jobs = self.decision.actions("job")
         self.context.job_rule = jobs[0] if jobs else None
+        return await self._call_endpoint(receive)
+
+    async def _call_endpoint(self, receive: Receive) -> Response:
+        if self.match.error is not None:
+            raise self.match.error
         assert self.match.route is not None  # (a match has a route or an error)
         self.scope["path_params"] = self.match.params
         return await self.match.route.endpoint(Request(self.scope, receive))
