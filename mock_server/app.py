@@ -33,7 +33,10 @@ if TYPE_CHECKING:
 def api_routes() -> list[Route]:
     """The API as the real service has it: one route per operation, and the status service."""
     submits = [Route(op.method, op.path, handlers.submit_endpoint(op), traffic=op.name) for op in operations.OPERATIONS]
-    return [*submits, Route("GET", "/v2/status/{request_id}", handlers.status, traffic=operations.STATUS)]
+    return [
+        *submits,
+        Route("GET", f"{operations.STATUS_PATH}{{request_id}}", handlers.status, traffic=operations.STATUS),
+    ]
 
 
 def routes() -> list[Route]:

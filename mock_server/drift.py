@@ -24,6 +24,7 @@ from PIL import Image, UnidentifiedImageError
 
 from mock_server.config import Settings
 from mock_server.contract import response_schema
+from mock_server.operations import status_url
 from mock_server.server import ServerThread
 from mock_server.verify_report import EDIT_OPERATIONS, RESULT_IMAGE, STATUS, media_type
 
@@ -103,7 +104,7 @@ class Replay:
             return self.http.post(f"{self.base_url}{request['path']}", content=content, headers=headers)
         if operation == STATUS:
             recorded_id = request["path"].rstrip("/").rsplit("/", 1)[-1]
-            url = f"{self.base_url}/v2/status/{self.ids.get(recorded_id, recorded_id)}"
+            url = status_url(self.base_url, self.ids.get(recorded_id, recorded_id))
             return self._poll(url, headers)
         if operation == RESULT_IMAGE:
             image_url = self.urls.get(request["url"])

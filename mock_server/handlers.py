@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.responses import Response
 
-from mock_server import openapi, samples
+from mock_server import openapi, operations, samples
 from mock_server.context import context_of
 from mock_server.contract import validate_request, with_defaults
 from mock_server.errors import BadRequest, ImageNotFound, ModerationFailed
@@ -85,7 +85,7 @@ async def _submit(request: Request, operation: Operation) -> Response:
     if sync:
         return JSONResponse(await backend.answer_sync(job))
     return JSONResponse(
-        {"request_id": job.request_id, "status_url": f"{base_url}/v2/status/{job.request_id}"}, status_code=202
+        {"request_id": job.request_id, "status_url": operations.status_url(base_url, job.request_id)}, status_code=202
     )
 
 

@@ -7,7 +7,7 @@ import functools
 from typing import Any
 
 from mock_server.contract import load_schema, schema_names
-from mock_server.operations import OPERATIONS, Operation
+from mock_server.operations import OPERATIONS, STATUS_PATH, Operation
 
 # The documented codes, plus 405 (wrong method) and 413 (body over the limit) that the fake sends too.
 _API_ERRORS = ("400", "401", "403", "404", "405", "413", "415", "422", "429", "460", "5XX")
@@ -22,7 +22,7 @@ def document() -> dict[str, Any]:
         "info": {"title": "Bria image editing (bria-mock)", "version": "2"},
         "paths": {
             **{op.path: _operation(op) for op in OPERATIONS},
-            "/v2/status/{request_id}": _status_path(),
+            f"{STATUS_PATH}{{request_id}}": _status_path(),
         },
         "components": {
             "schemas": {_title(name): _component(name) for name in schema_names()},

@@ -125,6 +125,15 @@ OPERATIONS: tuple[Operation, ...] = (
     *INSTRUCTION_OPERATIONS,
 )
 
+# The status service's path (its one route is ``STATUS_PATH + "{request_id}"``).
+STATUS_PATH = "/v2/status/"
+
+
+def status_url(base_url: str, request_id: str) -> str:
+    """Where a job's status is polled: the ``status_url`` of a 202."""
+    return f"{base_url}{STATUS_PATH}{request_id}"
+
+
 # Endpoint names beside the operations: the status service, result-image downloads, anything else.
 STATUS = "status"
 RESULT = "result"

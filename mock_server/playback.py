@@ -46,7 +46,7 @@ from mock_server.drift import REDACTED, load_recording
 from mock_server.errors import ImageNotFound, error_for_code
 from mock_server.ids import namespace_id
 from mock_server.jobs import Job, JobState, JobTimeline, Outcome
-from mock_server.operations import RESULT, STATUS, names
+from mock_server.operations import RESULT, STATUS, names, status_url
 from mock_server.resolver import RESULTS_PATH
 from mock_server.responses import JSONResponse
 from mock_server.webhook_targets import check_webhook_url
@@ -319,7 +319,7 @@ def _renamed(body: dict[str, Any], request_id: str, base_url: str, outcome: Outc
     """The recorded body with this fake's request id, status URL and (for a sync answer) result."""
     renamed = {**body, "request_id": request_id}
     if "status_url" in body:
-        renamed["status_url"] = f"{base_url}/v2/status/{request_id}"
+        renamed["status_url"] = status_url(base_url, request_id)
     if "result" in body and outcome.result is not None:
         renamed["result"] = outcome.result
     return renamed

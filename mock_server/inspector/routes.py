@@ -17,6 +17,8 @@ from mock_server.admin import PREFIX, checked_backend
 from mock_server.bodies import is_whole_number
 from mock_server.errors import BadRequest, ImageNotFound
 from mock_server.inspector import exchanges, images, jobs
+from mock_server.operations import STATUS_PATH
+from mock_server.resolver import RESULTS_PATH
 from mock_server.responses import JSONResponse
 from mock_server.routing import Route
 
@@ -155,7 +157,7 @@ def _job_of(entry: Entry, backend: BriaBackend) -> Job | None:
 
 
 def _request_id_in(path: str) -> str | None:
-    for prefix in ("/v2/status/", "/results/"):
+    for prefix in (STATUS_PATH, RESULTS_PATH):
         if path.startswith(prefix):
             return path.removeprefix(prefix).removesuffix(".png") or None
     return None
