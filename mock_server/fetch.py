@@ -198,7 +198,7 @@ def fetch_image(
         except (TimeoutError, httpcore.TimeoutException):
             raise target.failed(f"no complete answer within {timeout:g} s") from None
         except (httpcore.NetworkError, httpcore.ProtocolError, OSError) as exc:
-            raise target.failed(f"the connection failed ({_cause(exc)})") from None
+            raise target.failed(f"the connection failed ({describe_cause(exc)})") from None
         if isinstance(location, bytes):
             return location
         if hop == policy.max_redirects:
@@ -408,7 +408,8 @@ def _capped(timeout: float | None, deadline: float) -> float:
     return remaining if timeout is None else min(timeout, remaining)
 
 
-def _cause(exc: BaseException) -> str:
+def describe_cause(exc: BaseException) -> str:
+    """An exception as one short line for an error's details: its type and the start of its text."""
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
 

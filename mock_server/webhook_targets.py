@@ -154,7 +154,7 @@ async def post(
     except TimeoutError:
         return AttemptResult(None, f"timeout: no answer within {timeout:g} s", took()), sent
     except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as exc:  # (UnicodeError is a ValueError)
-        return AttemptResult(None, f"connection error: {_cause(exc)}", took()), sent
+        return AttemptResult(None, f"connection error: {fetch.describe_cause(exc)}", took()), sent
 
 
 async def _checked_addresses(url: httpx.URL, policy: AddressPolicy, timeout: float) -> list[fetch.IPAddress] | str:
@@ -184,8 +184,3 @@ def _pinned_request(
     return client.build_request(
         "POST", pinned, content=body, headers={"Host": host_header, **headers}, extensions=extensions
     )
-
-
-def _cause(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__

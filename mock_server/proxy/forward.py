@@ -26,6 +26,7 @@ from mock_server.bodies import is_whole_number, request_chunks
 from mock_server.context import context_of
 from mock_server.errors import BadRequest, CrashLog, ImageNotFound, PayloadTooLarge, ServerError
 from mock_server.errors import error_answer as render_error
+from mock_server.fetch import describe_cause
 from mock_server.proxy.checks import (
     OTHER,
     Violation,
@@ -342,16 +343,13 @@ def _declared_length(response: httpx.Response) -> int | None:
 def _target_error(exc: Exception) -> Exception:
     """A failure to reach or read the target as the error the proxy answers (others as they are)."""
     if isinstance(exc, httpx.TimeoutException):
-        return ServerError(f"bria-mock proxy: the target did not answer in time ({_cause(exc)})", status_code=504)
+        return ServerError(
+            f"bria-mock proxy: the target did not answer in time ({describe_cause(exc)})", status_code=504
+        )
     if isinstance(exc, httpx.TransportError):
-        return ServerError(f"bria-mock proxy: the target could not be reached ({_cause(exc)})", status_code=502)
+        return ServerError(f"bria-mock proxy: the target could not be reached ({describe_cause(exc)})", status_code=502)
     return exc
 
 
 def _listed(violations: list[Violation]) -> str:
     return "; ".join(violation.describe() for violation in violations)
-
-
-def _cause(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
