@@ -8,6 +8,7 @@ import socket
 import uvicorn
 
 from mock_server.config import Settings
+from mock_server.operations import OPERATIONS, STATUS_PATH
 
 # Shown as an address to open: a wildcard interface is reached through loopback on this machine.
 _WILDCARDS = frozenset({"", "0.0.0.0", "::"})
@@ -35,14 +36,17 @@ def base_url(host: str, port: int) -> str:
 
 def banner(settings: Settings, url: str) -> str:
     """The lines that tell a newcomer where everything is and which token rule is in force."""
+    first, *others = OPERATIONS
+    named = ", ".join(op.name for op in others[:3])
     lines = [
         f"bria-mock is serving on {url} (Ctrl-C stops it)",
-        f"  API:      POST {url}/v2/image/edit/remove_background",
-        f"            POST {url}/v2/image/edit/replace_background",
-        f"            GET  {url}/v2/status/{{request_id}}",
+        f"  API:      {first.method} {url}{first.path}",
+        f"            ... and {len(others)} more operations ({named}, ...: see /openapi.json)",
+        f"            GET  {url}{STATUS_PATH}{{request_id}}",
         f"  samples:  {url}/samples/subject.jpg (and subject.png, subject.webp, background.jpg, ...)",
         f"  controls: {url}/bria-mock/ (rules, reset, journal, clock, rate-limit, state); {_admin_rule(settings)}",
         f"  OpenAPI:  {url}/openapi.json",
+        f"  inspector: {url}/bria-mock/ui (what the fake saw and made, in a browser)",
         f"  tokens:   {_token_rule(settings)}",
     ]
     if settings.public_url:

@@ -131,6 +131,8 @@ def test_serve_says_where_everything_is_and_which_tokens_it_accepts(
     assert f"samples:  {base_url}/samples/subject.jpg" in output
     assert f"controls: {base_url}/bria-mock/" in output
     assert f"OpenAPI:  {base_url}/openapi.json" in output
+    assert "and 22 more operations (replace_background, " in output
+    assert f"inspector: {base_url}/bria-mock/ui" in output
     assert "tokens:   only the 1 api_token value given (--token / BRIA_MOCK_TOKENS) are accepted" in output
     assert "cli-token" not in output  # the rule is told, never the token
 
