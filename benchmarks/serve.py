@@ -2,8 +2,9 @@
 
     python benchmarks/serve.py fake|baseline [--loop auto] [--http auto]
 
-Both apps get identical uvicorn settings (the ones below). The first line on stdout is JSON:
-the port and the event loop and HTTP implementation uvicorn resolved.
+Both apps get identical uvicorn settings (the ones below); the fake is served as ``bria-mock serve``
+serves it, with its deadline on request heads (on h11, the stack ``pip install .`` gives). The first
+line on stdout is JSON: the port and the event loop and HTTP implementation uvicorn resolved.
 """
 
 from __future__ import annotations
@@ -66,7 +67,12 @@ def main() -> None:
     listener.bind(("127.0.0.1", 0))
     loop, http = resolved(arguments.loop, arguments.http)
     print(json.dumps({"port": listener.getsockname()[1], "loop": loop, "http": http}), flush=True)
-    uvicorn.Server(server_config(app, arguments.loop, arguments.http)).run(sockets=[listener])
+    config = server_config(app, arguments.loop, arguments.http)
+    if arguments.app == "fake" and http == "h11":  # as bria-mock serve runs it (mock_server.server.uvicorn_config)
+        from mock_server.connection_limits import guarded_protocol
+
+        config.http = guarded_protocol(Settings().header_timeout_seconds)
+    uvicorn.Server(config).run(sockets=[listener])
 
 
 if __name__ == "__main__":

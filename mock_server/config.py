@@ -236,6 +236,13 @@ class Settings:
         8 * 1024 * 1024, "webhook attempts kept (estimated bytes); the oldest go first"
     )
 
+    # Deadlines on connections (see mock_server.connection_limits): a request head that does not arrive
+    # in time closes its connection; a body that stalls is answered 408.
+    header_timeout_seconds: float = _setting(
+        10.0, "seconds a connection has to send a request head (after opening, or after its last answer)"
+    )
+    body_timeout_seconds: float = _setting(30.0, "seconds a request body has to arrive whole; longer gets 408")
+
     # A recording (``bria-mock proxy --record``, ``verify --record``) answers the requests it holds
     # before the fake's own operations do (see mock_server.playback).
     playback: str = _setting(

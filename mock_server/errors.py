@@ -104,6 +104,12 @@ class MethodNotAllowed(BriaError):
     status_code = 405
 
 
+class RequestTimeout(BriaError):
+    """408: the request body did not arrive whole in time (``body_timeout_seconds``): the fake's own guard."""
+
+    status_code = 408
+
+
 class PayloadTooLarge(BriaError):
     """413: the request body is over the configured limit."""
 
@@ -168,6 +174,7 @@ _BY_CODE: dict[int, type[BriaError]] = {
         Forbidden,
         ImageNotFound,
         MethodNotAllowed,
+        RequestTimeout,
         PayloadTooLarge,
         UnsupportedMediaType,
         ModerationFailed,

@@ -9,8 +9,8 @@ from typing import Any
 from mock_server.contract import load_schema, schema_names
 from mock_server.operations import OPERATIONS, STATUS_PATH, Operation
 
-# The documented codes, plus 405 (wrong method) and 413 (body over the limit) that the fake sends too.
-_API_ERRORS = ("400", "401", "403", "404", "405", "413", "415", "422", "429", "460", "5XX")
+# The documented codes, and the fake's own: 405 (wrong method), 408 (a stalled body), 413 (body over the limit).
+_API_ERRORS = ("400", "401", "403", "404", "405", "408", "413", "415", "422", "429", "460", "5XX")
 _STATUS_SHAPES = ("status.in_progress", "status.completed", "status.error", "status.unknown")
 
 

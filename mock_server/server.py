@@ -6,7 +6,7 @@ import asyncio
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
@@ -19,6 +19,14 @@ if TYPE_CHECKING:
     from mock_server.backend import BriaBackend
 
 
+def uvicorn_config(app: Starlette, settings: Settings, **options: Any) -> uvicorn.Config:
+    """How uvicorn serves the fake: with a deadline on every request head (``header_timeout_seconds``)."""
+    from mock_server.connection_limits import guarded_protocol
+
+    http = guarded_protocol(settings.header_timeout_seconds)
+    return uvicorn.Config(app, http=http, lifespan="on", **options)
+
+
 def serve(settings: Settings) -> None:
     """Run until Ctrl-C (uvicorn drains in-flight requests, then the lifespan closes the backend).
 
@@ -28,7 +36,7 @@ def serve(settings: Settings) -> None:
     from mock_server.banner import AnnouncingServer
 
     app = create_app(settings)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info", lifespan="on")
+    config = uvicorn_config(app, settings, host=settings.host, port=settings.port, log_level="info")
     server = AnnouncingServer(config, settings)
     try:
         server.run()
@@ -53,8 +61,7 @@ class ServerThread:
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))
         self.host, self.port = self._socket.getsockname()[:2]
-        config = uvicorn.Config(self.app, log_level="warning", lifespan="on")
-        self._server = uvicorn.Server(config)
+        self._server = uvicorn.Server(uvicorn_config(self.app, self.settings, log_level="warning"))
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
 
     @property

@@ -30,7 +30,15 @@ from mock_server.bodies import (
     request_chunks,
 )
 from mock_server.context import RequestContext, context_of
-from mock_server.errors import BadRequest, BriaError, TooManyRequests, error_answer, error_for_code, is_crash
+from mock_server.errors import (
+    BadRequest,
+    BriaError,
+    RequestTimeout,
+    TooManyRequests,
+    error_answer,
+    error_for_code,
+    is_crash,
+)
 from mock_server.ids import namespace_id
 from mock_server.journal import ENTRY_OVERHEAD, digest_of, kept_body, redact_headers
 from mock_server.rules import Decision, Traffic, rules_from_headers
@@ -118,11 +126,22 @@ class Exchange:
         return error_answer(exc, self.context.request_id, self.backend.crashes, where)
 
     async def _read_body(self, receive: Receive) -> None:
-        """The whole body, refused with 413 as soon as it passes the limit (never read further)."""
+        """The whole body, refused with 413 as soon as it passes the limit (never read further), and
+        with 408 when it does not arrive whole in time."""
         if self.scope["method"] != "POST":
             return
         limit = self.backend.settings.max_body_bytes
         check_declared_length(self.headers, limit)
+        deadline = self.backend.settings.body_timeout_seconds
+        try:
+            async with asyncio.timeout(deadline):
+                raw = await self._receive_body(receive, limit)
+        except TimeoutError:
+            raise RequestTimeout(f"body: not received whole within {deadline:g} s (body_timeout_seconds)") from None
+        self.context.raw = raw
+        await self._summarise(raw)
+
+    async def _receive_body(self, receive: Receive, limit: int) -> bytes:
         first = await receive()
         if first["type"] == "http.disconnect":
             raise ClientDisconnect()
@@ -130,7 +149,9 @@ class Exchange:
         check_read_length(len(raw), limit)  # (a first message may already hold more than the limit)
         if first.get("more_body", False):  # (most bodies come in one message: no generator for them)
             raw += await read_limited(request_chunks(receive), limit, already=len(raw))
-        self.context.raw = raw
+        return raw
+
+    async def _summarise(self, raw: bytes) -> None:
         if len(raw) > LARGE_BODY_BYTES:
             parsed, self.summary, self.summary_bytes = await run_in_threadpool(_parse_and_summarise, raw)
             self.context.parsed(parsed)

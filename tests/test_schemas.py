@@ -108,7 +108,22 @@ def test_openapi_document_is_built_from_the_schema_files(bria_mock: BriaMock) ->
     for ref in _refs(document["paths"]):
         assert ref.removeprefix("#/components/schemas/") in components
     rmbg = document["paths"]["/v2/image/edit/remove_background"]["post"]["responses"]
-    assert set(rmbg) == {"200", "202", "400", "401", "403", "404", "405", "413", "415", "422", "429", "460", "5XX"}
+    assert set(rmbg) == {
+        "200",
+        "202",
+        "400",
+        "401",
+        "403",
+        "404",
+        "405",
+        "408",
+        "413",
+        "415",
+        "422",
+        "429",
+        "460",
+        "5XX",
+    }
 
 
 # --- the compiled request validators -------------------------------------------------------------
