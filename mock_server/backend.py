@@ -21,6 +21,7 @@ from mock_server.ids import namespace_id
 from mock_server.jobs import Clock, Job, JobState, JobStore, JobTimeline, Outcome, Progression
 from mock_server.journal import Journal
 from mock_server.ratelimit import RateLimiter, per_minute
+from mock_server.recent_inputs import RecentInputs
 from mock_server.resolver import RESULTS_PATH, UPLOADS_PATH, InputResolver, sample_file
 from mock_server.responses import JSONResponse
 from mock_server.rules import Rule, RuleBook, load_rules_file, parse_rule
@@ -61,6 +62,7 @@ class BriaBackend:
         self.clock.on_advance(self.scheduler.wake)  # advancing the clock runs what falls due
         self.webhooks = Webhooks(settings, self.clock, self.scheduler, self.rules)
         self.uploads = Uploads()
+        self.recent_inputs = RecentInputs()  # base64 inputs the journal keeps as digests, for the inspector
         self._initial_rules = load_rules_file(settings.rules_file, self.clock.now()) if settings.rules_file else []
         self.rules.add(self._initial_rules)
 
@@ -81,6 +83,7 @@ class BriaBackend:
         if token is None:
             self.crashes.clear()
             self.uploads.clear()
+            self.recent_inputs.clear()
             for task in self._tasks:  # an in-process handle resets from the test's thread
                 cancel_from_any_thread(task)
             self._tasks.clear()

@@ -15,7 +15,7 @@ import functools
 import hashlib
 import itertools
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from mock_server.ids import namespace_id
@@ -195,12 +195,16 @@ def _header_dict(pairs: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     return {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in pairs}
 
 
-def summarise_body(body: Any) -> Any:
-    """The JSON body with every image payload replaced by its digest, size and format."""
+KeepPayload = Callable[[str, str], None]  # (digest, base64 payload): somewhere to keep what a summary drops
+
+
+def summarise_body(body: Any, keep: KeepPayload | None = None) -> Any:
+    """The JSON body with every image payload replaced by its digest, size and format (each payload
+    handed to ``keep`` with its digest, when given)."""
     if not isinstance(body, dict):
         return body
     image_fields = _image_fields()
-    return {key: _summarise_images(value) if key in image_fields else value for key, value in body.items()}
+    return {key: _summarise_images(value, keep) if key in image_fields else value for key, value in body.items()}
 
 
 @functools.cache
@@ -211,17 +215,16 @@ def _image_fields() -> frozenset[str]:
     return frozenset(image_summary_fields())
 
 
-def _summarise_images(value: Any) -> Any:
+def _summarise_images(value: Any, keep: KeepPayload | None = None) -> Any:
     if isinstance(value, list):
-        return [_summarise_images(item) for item in value]
+        return [_summarise_images(item, keep) for item in value]
     if not isinstance(value, str) or "://" in value[:12]:
         return value  # a URL (or not a string) is kept as it is
     payload = value.split(",", 1)[-1] if value.startswith("data:") else value
-    return {
-        "sha256": hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest(),
-        "size": len(payload) * 3 // 4,
-        "format": _sniff(payload),
-    }
+    digest = hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
+    if keep is not None:
+        keep(digest, payload)
+    return {"sha256": digest, "size": len(payload) * 3 // 4, "format": _sniff(payload)}
 
 
 def _sniff(payload: str) -> str | None:
@@ -231,9 +234,9 @@ def _sniff(payload: str) -> str | None:
 ENTRY_OVERHEAD = 200  # the entry's own fields, roughly
 
 
-def kept_body(raw: bytes, parsed: Any) -> tuple[Any, int]:
+def kept_body(raw: bytes, parsed: Any, keep: KeepPayload | None = None) -> tuple[Any, int]:
     """What the journal keeps of a body too large to keep raw, and how many bytes that is."""
-    summary = summarise_body(parsed)
+    summary = summarise_body(parsed, keep)
     size = _serialised_size(summary)
     if size > MAX_KEPT_BODY_BYTES:
         summary = digest_of(raw)

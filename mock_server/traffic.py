@@ -40,7 +40,7 @@ from mock_server.errors import (
     is_crash,
 )
 from mock_server.ids import namespace_id
-from mock_server.journal import ENTRY_OVERHEAD, digest_of, kept_body, redact_headers
+from mock_server.journal import ENTRY_OVERHEAD, KeepPayload, digest_of, kept_body, redact_headers
 from mock_server.rules import Decision, Traffic, rules_from_headers
 
 if TYPE_CHECKING:
@@ -152,11 +152,12 @@ class Exchange:
         return raw
 
     async def _summarise(self, raw: bytes) -> None:
+        keep = self.backend.recent_inputs.put  # so that the inspector can show the pixels the summary drops
         if len(raw) > LARGE_BODY_BYTES:
-            parsed, self.summary, self.summary_bytes = await run_in_threadpool(_parse_and_summarise, raw)
+            parsed, self.summary, self.summary_bytes = await run_in_threadpool(_parse_and_summarise, raw, keep)
             self.context.parsed(parsed)
         elif len(raw) > SMALL_BODY_BYTES:
-            parsed, self.summary, self.summary_bytes = _parse_and_summarise(raw)
+            parsed, self.summary, self.summary_bytes = _parse_and_summarise(raw, keep)
             self.context.parsed(parsed)
         else:  # small: parsed when a rule or the handler needs it; the journal keeps the bytes
             self.summary, self.summary_bytes = raw, len(raw)
@@ -266,7 +267,7 @@ async def _dribble(send: Send, body: bytes, slow: dict[str, Any]) -> None:
         await send({"type": "http.response.body", "body": body[offset : offset + size], "more_body": not last})
 
 
-def _parse_and_summarise(raw: bytes) -> tuple[Any, Any, int]:
+def _parse_and_summarise(raw: bytes, keep: KeepPayload | None = None) -> tuple[Any, Any, int]:
     """The body's JSON (or the BadRequest saying why it is not), what the journal keeps of it, and
     that summary's size in bytes."""
     try:
@@ -277,5 +278,5 @@ def _parse_and_summarise(raw: bytes) -> tuple[Any, Any, int]:
         parsed = exc
     if isinstance(parsed, BadRequest):  # not a body the fake takes: kept as what it was, not what it says
         return parsed, digest_of(raw), ENTRY_OVERHEAD
-    summary, size = kept_body(raw, parsed)
+    summary, size = kept_body(raw, parsed, keep)
     return parsed, summary, size

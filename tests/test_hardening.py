@@ -211,3 +211,15 @@ def test_unicode_digits_are_no_whole_number_and_never_a_crash(
     answer = bria_client.get(path, headers={name: value.encode("latin-1") for name, value in headers.items()})
 
     assert answer.status_code in (400, 404)
+
+
+def test_recent_inputs_are_bounded_in_bytes_the_oldest_going_first() -> None:
+    from mock_server.recent_inputs import RecentInputs
+
+    kept = RecentInputs(max_bytes=100)
+    kept.put("a", "x" * 60)
+    kept.put("b", "y" * 60)
+    kept.put("c", "z" * 101)  # alone over the bound: not kept
+
+    assert (kept.get("a"), kept.get("b"), kept.get("c")) == (None, "y" * 60, None)
+    assert kept.bytes_held == 60

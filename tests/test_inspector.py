@@ -10,6 +10,7 @@ import importlib.resources
 import httpx
 import pytest
 from PIL import Image
+from starlette.applications import Starlette
 
 from mock_server.app import create_app
 from mock_server.config import Settings
@@ -82,8 +83,11 @@ def test_an_exchange_shows_its_kept_input_and_its_jobs_result(bria_client: httpx
     assert detail["request_headers"]["api_token"] == "<redacted>"
 
 
-def test_an_input_url_on_the_fake_is_shown_and_a_large_payload_by_its_digest(bria_client: httpx.Client) -> None:
-    large = base64.b64encode(encode(Image.effect_noise((96, 96), 64).convert("RGB"), "PNG")).decode()  # > 4 KiB
+def test_an_input_url_on_the_fake_and_a_recent_large_payload_are_shown(
+    bria_client: httpx.Client, bria_app: Starlette
+) -> None:
+    png = encode(Image.effect_noise((96, 96), 64).convert("RGB"), "PNG")
+    large = base64.b64encode(png).decode()  # > 4 KiB: the journal keeps its digest, the fake its recent payload
     bria_client.post(RMBG, json={"image": "http://testserver/samples/subject.jpg"})
     bria_client.post(RMBG, json={"image": large})
     rows = bria_client.get("/bria-mock/exchanges", headers=ADMIN).json()["entries"]
@@ -91,8 +95,12 @@ def test_an_input_url_on_the_fake_is_shown_and_a_large_payload_by_its_digest(bri
     big, url = (bria_client.get(f"/bria-mock/exchanges/{row['id']}", headers=ADMIN).json() for row in rows)
 
     assert bria_client.get(url["inputs"][0]["src"], headers=ADMIN).headers["content-type"] == "image/jpeg"
-    assert "src" not in big["inputs"][0] and big["inputs"][0]["summary"]["format"] == "PNG"
+    assert big["inputs"][0]["summary"]["format"] == "PNG"
+    assert bria_client.get(big["inputs"][0]["src"], headers=ADMIN).content == png
     assert len(bria_client.get("/bria-mock/journal", headers=ADMIN).json()["entries"]) == 2  # looking adds nothing
+    bria_app.state.backend.recent_inputs.clear()  # (as a reset, or newer inputs past the bound, would)
+    again = bria_client.get(f"/bria-mock/exchanges/{rows[0]['id']}", headers=ADMIN).json()
+    assert "src" not in again["inputs"][0]  # gone: the digest is what stays
 
 
 def test_listing_jobs_is_never_a_status_poll(bria_client: httpx.Client) -> None:

@@ -4,7 +4,8 @@ The journal keeps a request body of up to 4 KiB as its raw bytes and a larger on
 (each base64 image as its digest, size and format). So the page shows the pixels of an input
 that was either in a body the journal kept whole, or a URL on the fake (a result, a sample or an
 upload: read here, not through the API, so looking never adds to the journal or meets a rule).
-Any other input shows its digest, or its URL as a link: the fake keeps no extra copy of inputs.
+A base64 input of a larger body shows its pixels while ``BriaBackend.recent_inputs`` still has
+its payload (the last 32 MiB of them); any other input shows its digest, or its URL as a link.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def image_inputs(entry: Entry) -> list[tuple[str, str]]:
     return found
 
 
-def describe(entry: Entry) -> list[dict[str, Any]]:
+def describe(entry: Entry, backend: BriaBackend) -> list[dict[str, Any]]:
     """What the page shows of each input: where its pixels are, or why they are not kept."""
     described = []
     for number, (label, value) in enumerate(image_inputs(entry)):
@@ -53,13 +54,19 @@ def describe(entry: Entry) -> list[dict[str, Any]]:
         if isinstance(value, str) and _is_url(value):
             item["url"] = value
             shown = _local_path(entry, value) is not None
-        else:
-            shown = isinstance(value, str)  # the raw body was kept: the payload itself is here
+        else:  # the payload itself (a body kept whole), or its summary and maybe its recent payload
+            shown = isinstance(value, str) or _recent_payload(value, backend) is not None
             item["summary"] = summarise_body({"image": value})["image"] if isinstance(value, str) else value
         if shown:
             item["src"] = f"/bria-mock/exchanges/{entry.id}/inputs/{number}"
         described.append(item)
     return described
+
+
+def _recent_payload(summary: Any, backend: BriaBackend) -> str | None:
+    """The base64 payload behind an input's summary, while the fake still has it (``recent_inputs``)."""
+    digest = summary.get("sha256") if isinstance(summary, dict) else None
+    return backend.recent_inputs.get(digest) if isinstance(digest, str) else None
 
 
 def input_bytes(entry: Entry, number: int, backend: BriaBackend) -> bytes | None:
@@ -69,8 +76,10 @@ def input_bytes(entry: Entry, number: int, backend: BriaBackend) -> bytes | None
         return None
     value = inputs[number][1]
     if not isinstance(value, str):
-        return None
-    if _is_url(value):
+        value = _recent_payload(value, backend)
+        if value is None:
+            return None
+    elif _is_url(value):
         path = _local_path(entry, value)
         return backend.local_file(path) if path is not None else None
     payload = value.split(",", 1)[-1] if value.startswith("data:") else value

@@ -83,7 +83,7 @@ async def show_exchange(request: Request) -> Response:
     detail = {
         **entry.to_json(),
         "age": round(backend.clock.now() - entry.at, 3),
-        "inputs": images.describe(entry),
+        "inputs": images.describe(entry, backend),
         "job": jobs.job_view(job, backend) if job is not None else None,
     }
     return JSONResponse(detail)

@@ -132,6 +132,9 @@ def test_the_page_lists_sdk_jobs_with_their_input_and_result_images(
 
     assert decoded_width(browser, f"{detail} img[alt='Input image']") == 48
     assert "remove_background" in browser.find_element("css selector", ROWS).text
+    # The exchange's job link goes to its card in the Jobs panel (which reads with the admin token if set).
+    wait_for(lambda b: b.find_elements("css selector", f'tr.detail a[href="#job-{request_id}"]'), "no job link")
+    assert browser.find_elements("css selector", f"#job-{request_id}")
 
 
 def test_the_page_shows_a_jobs_webhook_attempts_and_the_receivers_answer(

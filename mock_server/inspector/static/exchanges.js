@@ -137,7 +137,8 @@ function inputFigure(input) {
 
 function jobOf(job) {
   if (!job) return null;
-  return el("p", {}, "Job ", el("a", { href: job.status_url, text: job.request_id }), `: ${job.state}`);
+  // To the job's card in the Jobs panel (its status body is read there, with the admin token if set).
+  return el("p", {}, "Job ", el("a", { href: `#job-${job.request_id}`, text: job.request_id }), `: ${job.state}`);
 }
 
 export function setUpExchanges(refresh) {

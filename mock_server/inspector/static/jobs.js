@@ -25,7 +25,7 @@ function jobCard(job) {
   const details = el("details", { ontoggle: (event) => toggled(job, event.target) }, el("summary", { text: "Status body" }));
   details.open = opened.has(job.request_id);
   if (details.open) loadStatus(job, details);
-  return el("li", { class: "job", "data-request-id": job.request_id },
+  return el("li", { class: "job", id: `job-${job.request_id}`, "data-request-id": job.request_id },
     el("div", { class: "head" },
       el("span", { class: `state-${job.state}`, text: job.state }),
       el("span", { text: job.endpoint }),
