@@ -4,9 +4,11 @@ against ``schemas/`` as it arrives."""
 from __future__ import annotations
 
 import base64
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -161,3 +163,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SOCKET_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.socket)
+
+
+def self_signed_certificate(tmp_path_factory: pytest.TempPathFactory, host: str) -> tuple[Path, Path]:
+    """A self-signed certificate and key for ``host`` (made with the openssl command line)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={host}",
+         "-addext", f"subjectAltName=DNS:{host}"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key

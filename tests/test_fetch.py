@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import io
 import ipaddress
-import shutil
 import socket
 import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +27,7 @@ from PIL import Image
 from mock_server.errors import BadRequest, DownloadFailed, ImageNotFound
 from mock_server.fetch import FetchPolicy, fetch_image, refusal_reason
 from mock_server.inputs import decode_image
+from tests.conftest import self_signed_certificate
 
 LOOPBACK = "127.0.0.1"
 MAX_BYTES = 256 * 1024
@@ -538,17 +537,7 @@ def test_a_resolver_that_hangs_is_cut_by_the_deadline(dns: FakeDns, connections:
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A self-signed certificate for ``images.test`` (made with the openssl command line)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is needed to make a test certificate")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=images.test",
-         "-addext", "subjectAltName=DNS:images.test"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
+    return self_signed_certificate(tmp_path_factory, "images.test")
 
 
 def _tls_server(serve: Callable[..., LoopbackServer], certificate: tuple[Path, Path]) -> LoopbackServer:

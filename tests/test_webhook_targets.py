@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import shutil
 import ssl
-import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,6 +16,7 @@ import httpx
 import pytest
 
 from mock_server.webhook_targets import AddressPolicy, AttemptResult, post
+from tests.conftest import self_signed_certificate
 
 NEVER = "never a webhook target"
 PUBLIC = "a public address; webhooks go to loopback and private ones (webhook_allowlist)"
@@ -53,17 +52,7 @@ def test_the_address_policy(entries: tuple[str, ...], host: str, address: str, r
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A self-signed certificate for ``localhost`` (made with the openssl command line)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is needed to make a test certificate")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
+    return self_signed_certificate(tmp_path_factory, "localhost")
 
 
 class _Seen:
