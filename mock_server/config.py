@@ -124,6 +124,26 @@ def parse_rate_limit(raw: str) -> str:
 
 
 FAILED_STATUSES = ("ERROR", "FAILED")
+STATE_SCHEMES = ("redis://", "rediss://", "unix://")
+_STATE_FORM = "memory, or a Redis/Valkey URL (redis://host:port/db, rediss://..., unix:///path.sock)"
+
+
+def parse_state(raw: str) -> str:
+    """memory, or a Redis/Valkey URL."""
+    value = raw.strip()
+    if value.lower() == "memory":
+        return "memory"
+    if not value.lower().startswith(STATE_SCHEMES):
+        raise ValueError(raw)
+    return value
+
+
+def parse_workers(raw: str) -> int:
+    """A whole number, 1 or more."""
+    value = int(raw.strip())
+    if value < 1:
+        raise ValueError(raw)
+    return value
 
 
 def parse_failed_status(raw: str) -> str:
@@ -255,6 +275,24 @@ class Settings:
         False, "with playback: a request the recording does not hold gets 404 naming the nearest recorded one"
     )
 
+    # Where state lives (see mock_server.state): this process's memory, or a Redis/Valkey server that
+    # several processes (workers, hosts) share so that they act as one fake.
+    state: str = _setting(
+        "memory",
+        "where jobs, results, rules, the journal, rate limits and the clock live: memory, or a Redis/Valkey URL "
+        "that every process naming it shares",
+        parse=parse_state,
+        allowed=_STATE_FORM,
+        metavar="URL",
+    )
+    workers: int = _setting(
+        1,
+        "server processes (bria-mock serve); with more than 1 and state memory, a private Valkey/Redis server "
+        "is started for them",
+        parse=parse_workers,
+        allowed="a whole number, 1 or more",
+    )
+
     def __post_init__(self) -> None:
         # The settings whose text has a form; checked here too so that Settings(...) in code is checked.
         try:
@@ -263,6 +301,10 @@ class Settings:
             raise ValueError(f"rate_limit={self.rate_limit!r}: expected {_RATE_LIMIT_FORM}") from None
         if self.failed_status not in FAILED_STATUSES:
             raise ValueError(f"failed_status={self.failed_status!r}: expected ERROR or FAILED")
+        if self.state != "memory" and not self.state.lower().startswith(STATE_SCHEMES):
+            raise ValueError(f"state={self.state!r}: expected {_STATE_FORM}")
+        if self.workers < 1:
+            raise ValueError(f"workers={self.workers!r}: expected a whole number, 1 or more")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
