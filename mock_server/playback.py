@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 from mock_server.drift import REDACTED, load_recording
 from mock_server.errors import ImageNotFound, error_for_code
 from mock_server.ids import namespace_id
-from mock_server.jobs import Job, JobState, JobTimeline, Outcome
+from mock_server.jobs import Job, JobState, JobTimeline, Outcome, WorkOrder
 from mock_server.operations import RESULT, STATUS, names, status_url
 from mock_server.resolver import RESULTS_PATH
 from mock_server.responses import JSONResponse
@@ -165,12 +165,13 @@ class Playback:
             return None
         outcome = self._rehosted(outcome, request_id, base_url)
         owner = namespace_id(token)
-        timeline = JobTimeline(polls=self._in_progress_polls(body)) if status == 202 else None
-        work = (lambda job: outcome) if status == 202 else None  # (processed on its first due poll, like any job)
+        pending = status == 202  # (ends on its first due poll, like any job: its timeline's ending is the outcome)
+        timeline = JobTimeline(polls=self._in_progress_polls(body), ending=outcome) if pending else None
+        work = WorkOrder(recorded.operation, {}, {}, base_url) if pending else None
         job = backend.jobs.create(
-            request_id, recorded.operation, owner=owner, timeline=timeline, sync=work is None, work=work
+            request_id, recorded.operation, owner=owner, timeline=timeline, sync=not pending, work=work
         )
-        if work is None:
+        if not pending:
             backend.jobs.settle(job, outcome)
         return JSONResponse(_renamed(body, request_id, base_url, outcome), status_code=status, headers=headers), job
 
