@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -224,7 +223,7 @@ async def state(request: Request) -> Response:
             "rate_limit": {"per_minute": backend.limiter.limit, "buckets": backend.limiter.state(namespace)},
             "clock": backend.clock.now(),
             # Seconds the clock has been moved forward (POST /bria-mock/clock/advance), for the inspector.
-            "clock_advanced": round(backend.clock.now() - time.monotonic(), 3),
+            "clock_advanced": round(backend.clock.offset, 3),
             "namespace": namespace_id(namespace),
         }
     )

@@ -18,16 +18,14 @@ from starlette.concurrency import run_in_threadpool
 from mock_server.config import Settings
 from mock_server.errors import CrashLog, JobNotFound, ModerationFailed, ServerError, Unauthorized
 from mock_server.ids import namespace_id
-from mock_server.jobs import Clock, Job, JobState, JobStore, JobTimeline, Outcome, Progression, WorkOrder
-from mock_server.journal import Journal
-from mock_server.ratelimit import RateLimiter, per_minute
+from mock_server.jobs import Job, JobState, JobTimeline, Outcome, Progression, WorkOrder
 from mock_server.recent_inputs import RecentInputs
 from mock_server.resolver import RESULTS_PATH, UPLOADS_PATH, InputResolver, sample_file
 from mock_server.responses import JSONResponse
-from mock_server.rules import Rule, RuleBook, load_rules_file, parse_rule
+from mock_server.rules import Rule, load_rules_file, parse_rule
 from mock_server.scheduler import Scheduler, cancel_from_any_thread
+from mock_server.state import open_state
 from mock_server.triggers import JOB_FAILURE_TOKENS, UNSAFE_OUTPUT_MARKER, is_trigger_token, token_error
-from mock_server.uploads import Uploads
 from mock_server.webhooks import Webhooks
 
 if TYPE_CHECKING:
@@ -37,6 +35,8 @@ if TYPE_CHECKING:
 
 # How long a due status poll waits for processing still under way before answering IN_PROGRESS.
 PROCESSING_TIMEOUT_SECONDS = 60.0
+# With a shared store, how often the scheduler looks whether another process advanced the clock.
+SHARED_CLOCK_LOOK_SECONDS = 0.1
 
 
 class BriaBackend:
@@ -44,27 +44,24 @@ class BriaBackend:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.clock = Clock()
         self.progression = Progression(polls=settings.progress_polls, seconds=settings.progress_seconds)
-        self.jobs = JobStore(
-            self.clock,
-            ttl=settings.job_ttl_seconds,
-            max_jobs=settings.max_jobs,
-            max_result_bytes=settings.max_result_bytes,
-        )
-        self.rules = RuleBook()
-        self.journal = Journal(max_entries=settings.journal_max_entries, max_bytes=settings.journal_max_bytes)
-        self.limiter = RateLimiter(self.clock.now, per_minute(settings.rate_limit))
+        self.state = open_state(settings)  # in this process's memory, or on a shared store
+        self.clock = self.state.clock
+        self.jobs = self.state.jobs
+        self.rules = self.state.rules
+        self.journal = self.state.journal
+        self.limiter = self.state.limiter
+        self.uploads = self.state.uploads
         self._tasks: set[asyncio.Task[None]] = set()
         self.crashes = CrashLog()
         self.playback: Playback | None = None  # a recording that answers first (serve --playback)
-        self.scheduler = Scheduler(self.clock, self.crashes.record)
+        look_every = SHARED_CLOCK_LOOK_SECONDS if self.state.shared else None
+        self.scheduler = Scheduler(self.clock, self.crashes.record, refresh=self.state.refresh, look_every=look_every)
         self.clock.on_advance(self.scheduler.wake)  # advancing the clock runs what falls due
         self.webhooks = Webhooks(settings, self.clock, self.scheduler, self.rules)
-        self.uploads = Uploads()
         self.recent_inputs = RecentInputs()  # base64 inputs the journal keeps as digests, for the inspector
         self._initial_rules = load_rules_file(settings.rules_file, self.clock.now()) if settings.rules_file else []
-        self.rules.add(self._initial_rules)
+        self.rules.add_missing(self._initial_rules)  # (a shared store may have them from another process)
 
     def reset(self, token: str | None = None) -> None:
         """Back to new: jobs, rules, journal and rate-limit buckets; or only one token's namespace.
@@ -88,7 +85,7 @@ class BriaBackend:
                 cancel_from_any_thread(task)
             self._tasks.clear()
             self.clock.reset()
-            self.rules.add(parse_rule(rule.spec, self.clock.now()) for rule in self._initial_rules)
+            self.rules.add_missing(parse_rule(rule.spec, self.clock.now()) for rule in self._initial_rules)
 
     def add_rules(self, specs: Any) -> list[Rule]:
         """Add rules from their JSON form (one rule or a list); 400 naming the problem."""
@@ -102,6 +99,7 @@ class BriaBackend:
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.scheduler.aclose()
         await self.webhooks.aclose()
+        self.state.close()
 
     # --- auth -------------------------------------------------------------------------
 

@@ -17,6 +17,18 @@ def new_request_id() -> str:
     return os.urandom(16).hex()
 
 
+def namespace_key() -> bytes:
+    """This process's namespace key (a shared store shares it: see ``mock_server.state.redis_store``)."""
+    return _NAMESPACE_KEY
+
+
+def use_namespace_key(key: bytes) -> None:
+    """Take a shared store's namespace key, so that a token has one namespace id in every process."""
+    global _NAMESPACE_KEY
+    _NAMESPACE_KEY = key
+    namespace_id.cache_clear()
+
+
 @functools.lru_cache(maxsize=1024)  # tokens are few; hashing one per request is not needed
 def namespace_id(token: str | None) -> str | None:
     """A token's namespace as the fake shows it: ``tok-`` and 128 bits of a keyed hash of the token.

@@ -44,6 +44,11 @@ class Clock:
     def now(self) -> float:
         return time.monotonic() + self._offset
 
+    @property
+    def offset(self) -> float:
+        """Seconds the clock has been moved forward since the last full reset."""
+        return self._offset
+
     def reset(self) -> None:
         """Back to real time; only for a full reset, when no stored time is left to confuse."""
         self._offset = 0.0

@@ -64,6 +64,7 @@ class Exchange:
     """One API request's way through the policy, and what the journal will say of it."""
 
     def __init__(self, backend: BriaBackend, scope: Scope, match: Match) -> None:
+        backend.state.refresh()  # a shared store's clock, rules and limit, as of this request
         self.backend = backend
         self.scope = scope
         self.match = match

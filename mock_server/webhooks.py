@@ -30,8 +30,9 @@ from mock_server.webhook_targets import AddressPolicy, AttemptResult, post
 if TYPE_CHECKING:
     from mock_server.config import Settings
     from mock_server.jobs import Clock
-    from mock_server.rules import Decision, Rule, RuleBook
+    from mock_server.rules import Decision, Rule
     from mock_server.scheduler import Scheduler
+    from mock_server.state import Rules
 
 _WRONG_KEY_SUFFIX = "bria-mock: a wrong key"  # bad_signature signs with the token's key for another token
 
@@ -101,7 +102,7 @@ class Delivery:
 class Webhooks:
     """The deliveries of one backend: scheduling, retries, faults, and the record of every attempt."""
 
-    def __init__(self, settings: Settings, clock: Clock, scheduler: Scheduler, rules: RuleBook) -> None:
+    def __init__(self, settings: Settings, clock: Clock, scheduler: Scheduler, rules: Rules) -> None:
         self._settings = settings
         self._clock = clock
         self._scheduler = scheduler
