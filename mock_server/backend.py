@@ -58,7 +58,7 @@ class BriaBackend:
         look_every = SHARED_CLOCK_LOOK_SECONDS if self.state.shared else None
         self.scheduler = Scheduler(self.clock, self.crashes.record, refresh=self.state.refresh, look_every=look_every)
         self.clock.on_advance(self.scheduler.wake)  # advancing the clock runs what falls due
-        self.webhooks = Webhooks(settings, self.clock, self.scheduler, self.rules)
+        self.webhooks = Webhooks(settings, self.clock, self.scheduler, self.rules, self.state.webhook_log)
         self.recent_inputs = RecentInputs()  # base64 inputs the journal keeps as digests, for the inspector
         self._initial_rules = load_rules_file(settings.rules_file, self.clock.now()) if settings.rules_file else []
         self.rules.add_missing(self._initial_rules)  # (a shared store may have them from another process)

@@ -23,7 +23,6 @@ from mock_server.bodies import parse_json_or_error
 from mock_server.ids import namespace_id
 from mock_server.rules import Traffic
 from mock_server.traffic import sample_latency
-from mock_server.webhook_log import WebhookLog
 from mock_server.webhook_signing import signed_headers, signing_key
 from mock_server.webhook_targets import AddressPolicy, AttemptResult, post
 
@@ -32,7 +31,7 @@ if TYPE_CHECKING:
     from mock_server.jobs import Clock
     from mock_server.rules import Decision, Rule
     from mock_server.scheduler import Scheduler
-    from mock_server.state import Rules
+    from mock_server.state import Attempts, Rules
 
 _WRONG_KEY_SUFFIX = "bria-mock: a wrong key"  # bad_signature signs with the token's key for another token
 
@@ -102,13 +101,13 @@ class Delivery:
 class Webhooks:
     """The deliveries of one backend: scheduling, retries, faults, and the record of every attempt."""
 
-    def __init__(self, settings: Settings, clock: Clock, scheduler: Scheduler, rules: Rules) -> None:
+    def __init__(self, settings: Settings, clock: Clock, scheduler: Scheduler, rules: Rules, log: Attempts) -> None:
         self._settings = settings
         self._clock = clock
         self._scheduler = scheduler
         self._rules = rules
         self._policy = AddressPolicy.from_allowlist(settings.webhook_allowlist)
-        self.log = WebhookLog(max_entries=settings.webhook_log_max_entries, max_bytes=settings.webhook_log_max_bytes)
+        self.log = log
         self._held: list[Delivery] = []  # held by a reorder rule until the next delivery
         self._client: httpx.AsyncClient | None = None
 

@@ -189,6 +189,8 @@ def test_a_webhook_job_is_delivered_once_whichever_fake_ends_it(
     first.wait_for_webhooks()
     second.wait_for_webhooks()
     assert len(bria_webhook_receiver.received(request_id)) == 1
+    (attempt,) = first.webhooks(request_id=request_id)  # one attempt log, whichever fake sent it
+    assert attempt.delivered and second.webhooks(request_id=request_id) == [attempt]
 
 
 def test_the_job_bounds_hold_across_both(pair: Callable[..., Pair], subject_jpeg_b64: str) -> None:

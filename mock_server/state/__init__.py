@@ -11,6 +11,7 @@ rules         ``rules.RuleBook``                  ``state.redis_rules.RedisRuleB
 journal       ``journal.Journal``                 ``state.redis_journal.RedisJournal``
 rate limits   ``ratelimit.RateLimiter``           ``state.redis_small.RedisRateLimiter``
 uploads       ``uploads.Uploads``                 ``state.redis_small.RedisUploads``
+webhook log   ``webhook_log.WebhookLog``          ``state.redis_journal.RedisWebhookLog``
 clock         ``jobs.Clock``                      ``state.redis_small.SharedClock``
 ============  ==================================  ===========================================
 
@@ -18,7 +19,7 @@ What must be exact across processes (a rule's ``times``, a bucket's tokens, a jo
 webhook delivered once, the journal's bounds) is one atomic operation on the server (a script or
 ``SET NX``), never a read-modify-write in Python. What stays per process: the crash log, the
 scheduler (a webhook job is delivered by the process that accepted it, or whichever ends it first),
-the webhook attempt log and the inspector's recent inputs.
+and the inspector's recent inputs.
 """
 
 from __future__ import annotations
@@ -32,12 +33,14 @@ from mock_server.journal import Journal
 from mock_server.ratelimit import RateLimiter, per_minute
 from mock_server.rules import RuleBook
 from mock_server.uploads import Uploads
+from mock_server.webhook_log import WebhookLog
 
 if TYPE_CHECKING:
     from mock_server.config import Settings
     from mock_server.jobs import Job, JobTimeline, Outcome, WorkOrder
     from mock_server.journal import Entry
     from mock_server.rules import Decision, Rule, Traffic
+    from mock_server.webhook_log import Attempt
 
 
 class Jobs(Protocol):
@@ -98,6 +101,23 @@ class Exchanges(Protocol):
     def bytes_held(self) -> int: ...
 
 
+class Attempts(Protocol):
+    """The webhook attempt log (see ``webhook_log.WebhookLog``)."""
+
+    def record(self, **fields: Any) -> Attempt: ...
+    def attempts(
+        self,
+        *,
+        namespace: str | None = None,
+        request_id: str | None = None,
+        status: int | None = None,
+        delivered: bool | None = None,
+        url: str | None = None,
+    ) -> list[Attempt]: ...
+    def clear(self, namespace: str | None = None) -> None: ...
+    def __len__(self) -> int: ...
+
+
 class RateLimits(Protocol):
     """Rate-limit buckets (see ``ratelimit.RateLimiter``)."""
 
@@ -135,6 +155,7 @@ class State:
     journal: Exchanges
     limiter: RateLimits
     uploads: UploadedImages
+    webhook_log: Attempts
     shared: bool = False
     close: Callable[[], None] = lambda: None  # releases the store's connections
     # Read the shared values again (a request starts; the scheduler looks at the clock): see SharedView.
@@ -157,4 +178,5 @@ def open_state(settings: Settings) -> State:
         journal=Journal(max_entries=settings.journal_max_entries, max_bytes=settings.journal_max_bytes),
         limiter=RateLimiter(clock.now, per_minute(settings.rate_limit)),
         uploads=Uploads(),
+        webhook_log=WebhookLog(max_entries=settings.webhook_log_max_entries, max_bytes=settings.webhook_log_max_bytes),
     )

@@ -1,8 +1,8 @@
-"""The journal on the shared store: every process's exchanges in one list, in the order they were recorded.
+"""The journal and the webhook attempt log on the shared store: every process's records in one list each.
 
-Each entry is kept as its serialised record (``<id> <json>``) and counted by those bytes; one script
-adds it and drops the oldest past ``journal_max_entries`` or ``journal_max_bytes``, so the bounds hold
-whatever the number of processes. Keys: ``journal``, ``journal-bytes``, ``journal-ids``.
+Each record is kept serialised (``<number> <json>``) and counted by those bytes; one script adds it
+and drops the oldest past the count or the bytes, so the bounds hold whatever the number of
+processes. Keys: ``journal``, ``journal-bytes``, ``journal-ids`` (and the same for ``webhook-log``).
 """
 
 from __future__ import annotations
@@ -14,12 +14,54 @@ import orjson
 
 from mock_server.ids import namespace_id
 from mock_server.journal import Entry, matches
+from mock_server.webhook_log import Attempt, filter_attempts
 
 if TYPE_CHECKING:
     from mock_server.state.redis_store import Store
 
-# KEYS: the list, its bytes, the id counter. ARGV: the record (without its id), max entries, max bytes.
-_RECORD = """
+
+class BoundedList:
+    """Records in one list on the store, numbered, oldest first, bounded by a count and by their bytes."""
+
+    def __init__(self, store: Store, name: str, *, max_entries: int, max_bytes: int) -> None:
+        self._store = store
+        self.max_entries = max(0, max_entries)
+        self.max_bytes = max(0, max_bytes)
+        self._keys = [store.key(name), store.key(f"{name}-bytes"), store.key(f"{name}-ids")]
+        self._append = store.script("append-bounded", _APPEND)
+
+    def append(self, record: bytes) -> tuple[int, int]:
+        """Add a record; its number and the bytes it is counted at."""
+        number, size = self._append(keys=self._keys, args=[record, self.max_entries, self.max_bytes])
+        return int(number), int(size)
+
+    def items(self) -> list[bytes]:
+        """Every record as kept: ``<number> <record>``, oldest first."""
+        kept: list[bytes] = self._store.client.lrange(self._keys[0], 0, -1)
+        return kept
+
+    def keep_only(self, kept: list[bytes]) -> None:
+        """Replace the records by ``kept`` (some of ``items()``): a namespaced reset."""
+        pipe = self._store.client.pipeline(transaction=True)
+        pipe.delete(self._keys[0])
+        if kept:
+            pipe.rpush(self._keys[0], *kept)
+        pipe.set(self._keys[1], sum(len(raw) for raw in kept))
+        pipe.execute()
+
+    def clear(self) -> None:
+        self._store.client.delete(self._keys[0], self._keys[1])
+
+    def __len__(self) -> int:
+        return int(self._store.client.llen(self._keys[0]))
+
+    @property
+    def bytes_held(self) -> int:
+        return int(self._store.client.get(self._keys[1]) or 0)
+
+
+# KEYS: the list, its bytes, the number counter. ARGV: the record, max entries, max bytes.
+_APPEND = """
 local id = redis.call('INCR', KEYS[3])
 local value = id .. ' ' .. ARGV[1]
 redis.call('RPUSH', KEYS[1], value)
@@ -37,42 +79,73 @@ class RedisJournal:
     """``journal.Journal`` on the store."""
 
     def __init__(self, store: Store, *, max_entries: int, max_bytes: int) -> None:
-        self._store = store
-        self.max_entries = max(0, max_entries)
-        self.max_bytes = max(0, max_bytes)
-        self._keys = [store.key("journal"), store.key("journal-bytes"), store.key("journal-ids")]
-        self._record = store.script("record-exchange", _RECORD)
+        self._list = BoundedList(store, "journal", max_entries=max_entries, max_bytes=max_bytes)
+        self.max_entries, self.max_bytes = self._list.max_entries, self._list.max_bytes
 
     def record(self, **fields: Any) -> Entry | None:
         if self.max_entries == 0:
             return None
         fields.pop("body_bytes")
-        entry_id, size = self._record(keys=self._keys, args=[_serialised(fields), self.max_entries, self.max_bytes])
-        return Entry(id=int(entry_id), size=int(size), **fields)
+        entry_id, size = self._list.append(_serialised(fields))
+        return Entry(id=entry_id, size=size, **fields)
 
     def entries(self, **criteria: Any) -> list[Entry]:
-        found = [_entry(raw) for raw in self._store.client.lrange(self._keys[0], 0, -1)]
+        found = [_entry(raw) for raw in self._list.items()]
         return [entry for entry in found if matches(entry, criteria)]
 
     def clear(self, token: str | None = None) -> None:
         if token is None:
-            self._store.client.delete(self._keys[0], self._keys[1])
+            self._list.clear()
             return
         owner = namespace_id(token)
-        kept = [raw for raw in self._store.client.lrange(self._keys[0], 0, -1) if _entry(raw).token_id != owner]
-        pipe = self._store.client.pipeline(transaction=True)
-        pipe.delete(self._keys[0])
-        if kept:
-            pipe.rpush(self._keys[0], *kept)
-        pipe.set(self._keys[1], sum(len(raw) for raw in kept))
-        pipe.execute()
+        self._list.keep_only([raw for raw in self._list.items() if _entry(raw).token_id != owner])
 
     def __len__(self) -> int:
-        return int(self._store.client.llen(self._keys[0]))
+        return len(self._list)
 
     @property
     def bytes_held(self) -> int:
-        return int(self._store.client.get(self._keys[1]) or 0)
+        return self._list.bytes_held
+
+
+class RedisWebhookLog:
+    """``webhook_log.WebhookLog`` on the store: every process's attempts, in one bounded list."""
+
+    def __init__(self, store: Store, *, max_entries: int, max_bytes: int) -> None:
+        self._list = BoundedList(store, "webhook-log", max_entries=max_entries, max_bytes=max_bytes)
+        self.max_entries, self.max_bytes = self._list.max_entries, self._list.max_bytes
+
+    def record(self, **fields: Any) -> Attempt:
+        number, _ = self._list.append(orjson.dumps(fields))
+        return Attempt(id=number, **fields)
+
+    def attempts(
+        self,
+        *,
+        namespace: str | None = None,
+        request_id: str | None = None,
+        status: int | None = None,
+        delivered: bool | None = None,
+        url: str | None = None,
+    ) -> list[Attempt]:
+        every = [_attempt(raw) for raw in self._list.items()]
+        return filter_attempts(
+            every, namespace=namespace, request_id=request_id, status=status, delivered=delivered, url=url
+        )
+
+    def clear(self, namespace: str | None = None) -> None:
+        if namespace is None:
+            self._list.clear()
+            return
+        self._list.keep_only([raw for raw in self._list.items() if _attempt(raw).namespace != namespace])
+
+    def __len__(self) -> int:
+        return len(self._list)
+
+
+def _attempt(raw: bytes) -> Attempt:
+    number, _, serialised = raw.partition(b" ")
+    return Attempt(id=int(number), **orjson.loads(serialised))
 
 
 def _serialised(fields: dict[str, Any]) -> bytes:

@@ -116,7 +116,7 @@ def open_shared_state(settings: Settings) -> State:
     from mock_server.ratelimit import per_minute
     from mock_server.state import State
     from mock_server.state.redis_jobs import RedisJobStore
-    from mock_server.state.redis_journal import RedisJournal
+    from mock_server.state.redis_journal import RedisJournal, RedisWebhookLog
     from mock_server.state.redis_rules import RedisRuleBook
     from mock_server.state.redis_small import RedisRateLimiter, RedisUploads, SharedClock
 
@@ -134,6 +134,9 @@ def open_shared_state(settings: Settings) -> State:
         journal=RedisJournal(store, max_entries=settings.journal_max_entries, max_bytes=settings.journal_max_bytes),
         limiter=RedisRateLimiter(store, clock.now, per_minute(settings.rate_limit)),
         uploads=RedisUploads(store),
+        webhook_log=RedisWebhookLog(
+            store, max_entries=settings.webhook_log_max_entries, max_bytes=settings.webhook_log_max_bytes
+        ),
         shared=True,
         close=store.close,
         refresh=store.view.forget,
