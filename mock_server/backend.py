@@ -220,8 +220,8 @@ class BriaBackend:
 
     async def _run(self, job: Job) -> None:
         """Process a job to its outcome, in the thread pool; a bug ends it UNKNOWN, never lost."""
-        order = job.work
         try:
+            order = self.jobs.work_of(job)
             assert order is not None, "a job without an outcome has its work"
             outcome = await run_in_threadpool(self.run_order, order, job)
         except Exception as exc:  # as a real 500 would
@@ -258,10 +258,11 @@ class BriaBackend:
         later polls while it runs wait too: how many polls a job takes never depends on the
         machine's speed.
         """
-        job = self.jobs.get(request_id)
-        if job is None or job.owner != namespace_id(token):  # another token's job is not there for you
+        polled = self.jobs.poll(request_id, namespace_id(token))
+        if polled is None:  # (another token's job is not there for you either)
             raise JobNotFound(f"no job {request_id}")
-        due = self.progression.due(job, self.clock.now(), self.jobs.count_poll(job))
+        job, polls_before = polled
+        due = self.progression.due(job, self.clock.now(), polls_before)
         if due:
             await self._process(job)
         if not due or job.outcome is None:

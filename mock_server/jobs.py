@@ -204,11 +204,19 @@ class JobStore:
             self._expire()
             return self._jobs.get(request_id)
 
-    def count_poll(self, job: Job) -> int:
-        """Count a status poll of ``job``; how many polls it had before this one."""
+    def poll(self, request_id: str, owner: str | None) -> tuple[Job, int] | None:
+        """Count a status poll of the job if ``owner``'s: the job and how many polls it had before this one."""
         with self._lock:
+            self._expire()
+            job = self._jobs.get(request_id)
+            if job is None or job.owner != owner:
+                return None
             job.polls += 1
-            return job.polls - 1
+            return job, job.polls - 1
+
+    def work_of(self, job: Job) -> WorkOrder | None:
+        """What computes the job's outcome (None once it has one)."""
+        return job.work
 
     def save_schedule(self, job: Job) -> None:
         """Keep ``by_clock`` and ``ends_at`` once set (a store in memory holds the job itself)."""

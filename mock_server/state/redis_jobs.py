@@ -63,6 +63,13 @@ redis.call('INCRBY', KEYS[3], ARGV[7])
     + _TRIM_BODY
     + "return count"
 )
+# Count a poll of a job if the caller owns it; its fields without the input images. KEYS: job. ARGV: owner.
+_POLL = """
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return false end
+local polls = redis.call('HINCRBY', KEYS[1], 'polls', 1)
+local fields = redis.call('HMGET', KEYS[1], 'meta', 'outcome', 'work')
+return {fields[1], polls, fields[2] or '', fields[3] or ''}
+"""
 # Give a job its outcome once, its result image instead of its inputs. KEYS: job, result, sizes, bytes.
 # ARGV: id, outcome, image ('' when none), result time-to-live (ms).
 _SETTLE = """
@@ -93,6 +100,7 @@ class RedisJobStore:
         self._index, self._sizes, self._bytes = store.key("jobs"), store.key("job-sizes"), store.key("job-bytes")
         self._trim_script = store.script("trim-jobs", _TRIM)
         self._create_script = store.script("create-job", _CREATE)
+        self._poll_script = store.script("poll-job", _POLL)
         self._settle_script = store.script("settle-job", _SETTLE)
 
     def __len__(self) -> int:
@@ -109,7 +117,7 @@ class RedisJobStore:
         work: WorkOrder | None = None,
     ) -> Job:
         job = Job(request_id, endpoint, self._clock.now(), owner=owner, timeline=timeline, sync=sync, work=work)
-        fields: dict[str, Any] = {"meta": _meta(job), "polls": 0}
+        fields: dict[str, Any] = {"meta": _meta(job), "polls": 0, "owner": owner or ""}
         if work is not None:
             fields["work"] = _work_spec(work)
             fields.update({f"img:{name}": image.data for name, image in work.inputs.items()})
@@ -126,15 +134,24 @@ class RedisJobStore:
         self._trim()
 
     def get(self, request_id: str) -> Job | None:
-        fields = self._store.client.hgetall(self._key(request_id))
-        if not fields or b"meta" not in fields:
+        meta, polls, outcome = self._store.client.hmget(self._key(request_id), "meta", "polls", "outcome")
+        if meta is None:
             return None
-        job = _job(request_id, fields)
+        job = _job(request_id, meta, int(polls or 0), outcome)
         return None if job.created_at <= self._deadline() else job
 
-    def count_poll(self, job: Job) -> int:
-        job.polls = int(self._store.client.hincrby(self._key(job.request_id), "polls", 1))
-        return job.polls - 1
+    def poll(self, request_id: str, owner: str | None) -> tuple[Job, int] | None:
+        found = self._poll_script(keys=[self._key(request_id)], args=[owner or ""])
+        if not found:
+            return None
+        meta, polls, outcome = found[0], int(found[1]), found[2] or None
+        job = _job(request_id, meta, polls, outcome)
+        return None if job.created_at <= self._deadline() else (job, polls - 1)
+
+    def work_of(self, job: Job) -> WorkOrder | None:
+        """The job's work order, with its input images (read only to process it)."""
+        fields = self._store.client.hgetall(self._key(job.request_id))
+        return _work(orjson.loads(fields[b"work"]), fields) if b"work" in fields else None
 
     def save_schedule(self, job: Job) -> None:
         self._store.client.hset(self._key(job.request_id), "meta", _meta(job))
@@ -176,7 +193,7 @@ class RedisJobStore:
         jobs = []
         for request_id, (meta, polls, outcome) in zip(ids, pipe.execute(), strict=True):
             if meta is not None:
-                jobs.append(_job(request_id, {b"meta": meta, b"polls": polls or b"0", b"outcome": outcome}))
+                jobs.append(_job(request_id, meta, int(polls or 0), outcome))
         return jobs
 
     def count(self, owner: str | None = None) -> int:
@@ -239,8 +256,9 @@ def _meta(job: Job) -> bytes:
     )
 
 
-def _job(request_id: str, fields: dict[bytes, Any]) -> Job:
-    meta = orjson.loads(fields[b"meta"])
+def _job(request_id: str, meta_json: bytes, polls: int, outcome: bytes | None) -> Job:
+    """A job as its hash holds it; its work order is read only to process it (``work_of``)."""
+    meta = orjson.loads(meta_json)
     job = Job(
         request_id,
         meta["endpoint"],
@@ -248,14 +266,12 @@ def _job(request_id: str, fields: dict[bytes, Any]) -> Job:
         owner=meta["owner"],
         timeline=_timeline(meta["timeline"]),
         sync=meta["sync"],
-        polls=int(fields.get(b"polls") or 0),
+        polls=polls,
         by_clock=meta["by_clock"],
         ends_at=meta["ends_at"],
     )
-    if fields.get(b"outcome") is not None:
-        job.outcome = _outcome(orjson.loads(fields[b"outcome"]))
-    elif b"work" in fields:
-        job.work = _work(orjson.loads(fields[b"work"]), fields)
+    if outcome is not None:
+        job.outcome = _outcome(orjson.loads(outcome))
     return job
 
 
