@@ -274,3 +274,15 @@ def _token_id(url: str) -> str:
     state = httpx.get(f"{url}/bria-mock/state", headers={"api_token": TOKEN}).json()
     token_id: str = state["namespace"]
     return token_id
+
+
+def test_a_store_that_cannot_be_reached_is_a_clear_error_without_its_password() -> None:
+    from mock_server.app import create_app
+    from mock_server.config import Settings
+
+    with pytest.raises(
+        ValueError, match=r"state redis://user:\*\*\*@127\.0\.0\.1:1/0: cannot reach the store"
+    ) as error:
+        create_app(Settings(state="redis://user:secret@127.0.0.1:1/0"))
+
+    assert "secret" not in str(error.value)
