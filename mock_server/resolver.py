@@ -16,7 +16,8 @@ from starlette.concurrency import run_in_threadpool
 
 from mock_server import samples
 from mock_server.errors import BadRequest, DownloadFailed, ImageNotFound
-from mock_server.inputs import InputImage, TooLargeToDecodeHere, check_image, decode_base64, url_scheme
+from mock_server.inputs import DecodeBudget, InputImage, TooLargeToDecodeHere, check_image, decode_base64, url_scheme
+from mock_server.pixel_budget import process_budget
 from mock_server.triggers import NOT_FOUND_HOST
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ class InputResolver:
         self.settings = settings
         self.local_hosts = _local_hosts(base_url, settings.public_url)
         self.local_file = local_file
+        self.budget = DecodeBudget(process_budget(settings.max_decoding_pixels), settings.decode_wait_seconds)
 
     async def resolve(self, values: Sequence[tuple[str, str]], formats: frozenset[str]) -> dict[str, InputImage]:
         """Every value checked, in order: on the event loop until one is too large for it, then that
@@ -68,6 +70,7 @@ class InputResolver:
             formats=formats,
             max_pixels=self.settings.max_image_pixels,
             decode_limit=INLINE_MAX_PIXELS if inline else None,
+            budget=None if inline else self.budget,  # (inline decodes are small: under INLINE_MAX_PIXELS)
         )
 
     def _bytes(self, field: str, value: str) -> bytes:
