@@ -97,7 +97,7 @@ class InputImage:
         return _jpeg_scaled(self.size, at_least)
 
     def decoded_pixels(self, at_least: Size | None = None) -> int:
-        width, height = self.decoded_size(at_least)
+        width, height = self.size if at_least is None else self.decoded_size(at_least)
         return width * height
 
 

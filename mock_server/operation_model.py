@@ -80,12 +80,14 @@ class Operation:
 
     def decoded_pixels(self, options: Mapping[str, Any], inputs: Inputs) -> int:
         """The pixels this request's images decode to, together (at the sizes ``decode_sizes`` allows)."""
+        if self.decode_sizes is _full_sizes:  # (most operations: the submit path's common case, kept short)
+            return sum([image.decoded_pixels() for image in inputs.values()])
         sizes = self.decode_sizes(options, inputs)
-        return sum(image.decoded_pixels(sizes.get(field)) for field, image in inputs.items())
+        return sum([image.decoded_pixels(sizes.get(field)) for field, image in inputs.items()])
 
     def within(self, budget: PixelBudget) -> Operation:
         """This operation with its processing holding its decoded pixels in ``budget`` while it runs."""
-        return _within(self, budget)
+        return _budgeted.get((id(self), id(budget))) or _within(self, budget)
 
     def example_request(self, image: str) -> dict[str, Any]:
         """A valid request for this operation with ``image`` wherever its example takes an image."""
@@ -117,12 +119,8 @@ _budgeted: dict[tuple[int, int], Operation] = {}
 
 
 def _within(operation: Operation, budget: PixelBudget) -> Operation:
-    key = (id(operation), id(budget))
-    known = _budgeted.get(key)
-    if known is None:
-        produce = functools.partial(_produce_within, operation, budget)
-        known = _budgeted.setdefault(key, dataclasses.replace(operation, produce=produce))
-    return known
+    produce = functools.partial(_produce_within, operation, budget)
+    return _budgeted.setdefault((id(operation), id(budget)), dataclasses.replace(operation, produce=produce))
 
 
 def _produce_within(operation: Operation, budget: PixelBudget, options: Mapping[str, Any], inputs: Inputs) -> Output:

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import contextvars
 import ctypes
-import ctypes.util
+import functools
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -191,7 +191,8 @@ def _lending_thread_token() -> Iterator[None]:
     try:
         yield
     finally:
-        from_thread.run_sync(_grow_thread_pool, -1)
+        with contextlib.suppress(RuntimeError):  # (the event loop has ended: no pool left to shrink)
+            from_thread.run_sync(_grow_thread_pool, -1)
 
 
 def _grow_thread_pool(by: int) -> None:
@@ -202,25 +203,25 @@ def _grow_thread_pool(by: int) -> None:
 # --- handing memory back -----------------------------------------------------------------------------
 
 
+@functools.cache  # looked up once, when first needed (not at import: start-up stays short)
 def _malloc_trim() -> Callable[[int], int] | None:
     """glibc's ``malloc_trim``, or None on other C libraries (musl, macOS), where it is skipped."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim: Callable[[int], int] = libc.malloc_trim
-        return trim
-    except (OSError, AttributeError):
+        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim  # (the process's own C library)
+    except (OSError, AttributeError, TypeError):  # (TypeError: Windows, which opens no library by None)
         return None
+    return trim
 
 
-_trim = _malloc_trim()
 _trim_lock = threading.Lock()
 
 
 def release_memory() -> None:
     """Hand freed heap memory back to the system (glibc keeps large freed blocks otherwise: RSS
     stayed at 2.2 GB after four large decodes). A no-op where the C library has no ``malloc_trim``."""
-    if _trim is not None and _trim_lock.acquire(blocking=False):  # one trim at a time is enough
+    trim = _malloc_trim()
+    if trim is not None and _trim_lock.acquire(blocking=False):  # one trim at a time is enough
         try:
-            _trim(0)
+            trim(0)
         finally:
             _trim_lock.release()

@@ -42,7 +42,6 @@ class InputResolver:
         self.settings = settings
         self.local_hosts = _local_hosts(base_url, settings.public_url)
         self.local_file = local_file
-        self.budget = DecodeBudget(process_budget(settings.max_decoding_pixels), settings.decode_wait_seconds)
 
     async def resolve(self, values: Sequence[tuple[str, str]], formats: frozenset[str]) -> dict[str, InputImage]:
         """Every value checked, in order: on the event loop until one is too large for it, then that
@@ -70,8 +69,12 @@ class InputResolver:
             formats=formats,
             max_pixels=self.settings.max_image_pixels,
             decode_limit=INLINE_MAX_PIXELS if inline else None,
-            budget=None if inline else self.budget,  # (inline decodes are small: under INLINE_MAX_PIXELS)
+            budget=None if inline else self._decode_budget(),  # (inline decodes are small: INLINE_MAX_PIXELS)
         )
+
+    def _decode_budget(self) -> DecodeBudget:
+        """Where a check's decode in the thread pool counts (the process's budget)."""
+        return DecodeBudget(process_budget(self.settings.max_decoding_pixels), self.settings.decode_wait_seconds)
 
     def _bytes(self, field: str, value: str) -> bytes:
         scheme = url_scheme(value)
