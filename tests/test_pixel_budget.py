@@ -91,6 +91,21 @@ def test_a_jpeg_far_too_short_for_the_size_it_declares_is_415_before_decoding(
     assert time.monotonic() - started < 1
 
 
+def noisy_jpeg(side: int) -> bytes:
+    return encoded(Image.effect_noise((side, side), 64).convert("RGB"), "JPEG", quality=90)
+
+
+def test_a_large_jpeg_cut_short_is_still_415_though_checked_at_an_eighth(bria_client: httpx.Client) -> None:
+    """Long enough for its declared size, so only decoding finds it: at 1/8 scale, in a worker thread."""
+    data = noisy_jpeg(2048)
+    cut = data[: len(data) * 2 // 3]
+
+    answer = bria_client.post(REMOVE, json={"image": b64(cut), "sync": True})
+
+    assert answer.status_code == 415, answer.text
+    assert "truncated or corrupt" in answer.json()["error"]["details"]
+
+
 def test_a_check_decodes_a_jpeg_at_an_eighth_and_a_png_whole_in_the_budget(
     holding: Callable[[PixelBudget, int], Held],
 ) -> None:
