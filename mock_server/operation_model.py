@@ -7,12 +7,14 @@ Kept apart from the table (``operations``) so that the modules holding the opera
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mock_server.config import Settings
     from mock_server.inputs import InputImage
+    from mock_server.pixel_budget import PixelBudget
 
 ALL_FORMATS = frozenset({"JPEG", "PNG", "WEBP"})
 EDIT_PREFIX = "/v2/image/edit/"
@@ -21,6 +23,7 @@ EXAMPLE_IMAGE = "<example image>"
 
 Options = dict[str, Any]
 Inputs = Mapping[str, "InputImage"]  # field (``image``, ``ref_images[1]``) -> its checked image
+DecodeSizes = Mapping[str, tuple[int, int]]  # field -> the size its image is needed at, at least
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +36,10 @@ class Output:
 
 def _no_input_check(options: Mapping[str, Any], inputs: Inputs) -> None:
     return None
+
+
+def _full_sizes(options: Mapping[str, Any], inputs: Inputs) -> DecodeSizes:
+    return {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +65,9 @@ class Operation:
     # outside the schema): the contract suite's properties take them from ``example`` instead of
     # drawing them from the schema alone.
     constrained_fields: tuple[str, ...] = ()
+    # The size (at least) each input is needed at, for the request: an input not named is decoded
+    # whole. ``produce`` opens its inputs at these sizes; the pixel budgets count them.
+    decode_sizes: Callable[[Mapping[str, Any], Inputs], DecodeSizes] = _full_sizes
 
     @property
     def request_schema(self) -> str:
@@ -67,6 +77,17 @@ class Operation:
     def result_schema(self) -> str:
         """The schema of the sync call's 200 answer."""
         return f"{self.name}.200"
+
+    def decoded_pixels(self, options: Mapping[str, Any], inputs: Inputs) -> int:
+        """The pixels this request's images decode to, together (at the sizes ``decode_sizes`` allows)."""
+        if self.decode_sizes is _full_sizes:  # (most operations: the submit path's common case, kept short)
+            return sum([image.decoded_pixels() for image in inputs.values()])
+        sizes = self.decode_sizes(options, inputs)
+        return sum([image.decoded_pixels(sizes.get(field)) for field, image in inputs.items()])
+
+    def within(self, budget: PixelBudget) -> Operation:
+        """This operation with its processing holding its decoded pixels in ``budget`` while it runs."""
+        return _budgeted.get((id(self), id(budget))) or _within(self, budget)
 
     def example_request(self, image: str) -> dict[str, Any]:
         """A valid request for this operation with ``image`` wherever its example takes an image."""
@@ -90,3 +111,18 @@ def _with_image(value: Any, image: str) -> Any:
     if isinstance(value, list):
         return [_with_image(item, image) for item in value]
     return value
+
+
+# One budgeted copy per table entry and budget (both live as long as the process): a request
+# takes it, not a new copy.
+_budgeted: dict[tuple[int, int], Operation] = {}
+
+
+def _within(operation: Operation, budget: PixelBudget) -> Operation:
+    produce = functools.partial(_produce_within, operation, budget)
+    return _budgeted.setdefault((id(operation), id(budget)), dataclasses.replace(operation, produce=produce))
+
+
+def _produce_within(operation: Operation, budget: PixelBudget, options: Mapping[str, Any], inputs: Inputs) -> Output:
+    with budget.held_for_job(operation.decoded_pixels(options, inputs)):
+        return operation.produce(options, inputs)
