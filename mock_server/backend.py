@@ -19,6 +19,7 @@ from mock_server.config import Settings
 from mock_server.errors import CrashLog, JobNotFound, ModerationFailed, ServerError, Unauthorized
 from mock_server.ids import namespace_id
 from mock_server.jobs import Job, JobState, JobTimeline, Outcome, Progression, WorkOrder
+from mock_server.pixel_budget import process_budget
 from mock_server.recent_inputs import RecentInputs
 from mock_server.resolver import RESULTS_PATH, UPLOADS_PATH, InputResolver, sample_file
 from mock_server.responses import JSONResponse
@@ -59,6 +60,7 @@ class BriaBackend:
         self.scheduler = Scheduler(self.clock, self.crashes.record, refresh=self.state.refresh, look_every=look_every)
         self.clock.on_advance(self.scheduler.wake)  # advancing the clock runs what falls due
         self.webhooks = Webhooks(settings, self.clock, self.scheduler, self.rules, self.state.webhook_log)
+        self.pixel_budget = process_budget(settings.max_decoding_pixels)  # the process's, shared by its apps
         self.recent_inputs = RecentInputs()  # base64 inputs the journal keeps as digests, for the inspector
         self._initial_rules = load_rules_file(settings.rules_file, self.clock.now()) if settings.rules_file else []
         self.rules.add_missing(self._initial_rules)  # (a shared store may have them from another process)
@@ -240,7 +242,10 @@ class BriaBackend:
             return Outcome(forced, error=ServerError(f"job failure forced by trigger token {order.forced_by}"))
         if job.timeline is not None and job.timeline.ending is not None:
             return job.timeline.ending
-        output = operation(order.operation).produce(order.options, order.inputs)
+        produce = operation(order.operation)
+        # Its decoded pixels held in the process's budget while it runs (waiting for room if need be).
+        with self.pixel_budget.held_for_job(produce.decoded_pixels(order.options, order.inputs)):
+            output = produce.produce(order.options, order.inputs)
         if order.output_unsafe:
             details = "visual_output_content_moderation: the result failed content moderation"
             return Outcome(JobState.ERROR, error=ModerationFailed(details))

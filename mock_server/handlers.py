@@ -19,7 +19,7 @@ from mock_server.context import context_of
 from mock_server.contract import validate_request, with_defaults
 from mock_server.errors import BadRequest, ImageNotFound, ModerationFailed
 from mock_server.jobs import JobTimeline
-from mock_server.pixel_budget import check_request_pixels, process_budget
+from mock_server.pixel_budget import check_request_pixels
 from mock_server.responses import JSONResponse
 from mock_server.triggers import UNSAFE_INPUT_MARKER
 from mock_server.webhook_targets import check_webhook_url
@@ -82,16 +82,13 @@ async def _submit(request: Request, operation: Operation) -> Response:
     _moderate_inputs(options, inputs)
     pixels = operation.decoded_pixels(options, inputs)
     check_request_pixels(pixels, settings.max_request_pixels, len(inputs))
-    budget = process_budget(settings.max_decoding_pixels)
     context = context_of(request)
     timeline = JobTimeline.from_action(context.job_rule) if context.job_rule else None
     sync = operation.sync_allowed and bool(options.get("sync"))  # (enhance is async only: sync is ignored)
     webhook = WebhookTarget(webhook_url, token, context.webhook_rules) if webhook_url else None
-    accept = functools.partial(
-        backend.accept, context.request_id, token, operation.within(budget), options, inputs, base_url
-    )
+    accept = functools.partial(backend.accept, context.request_id, token, operation, options, inputs, base_url)
     if sync:  # its pixels reserved before the job exists: a 503 leaves nothing behind
-        async with budget.reserved(pixels, wait=settings.decode_wait_seconds):
+        async with backend.pixel_budget.reserved(pixels, wait=settings.decode_wait_seconds):
             job = accept(sync=True, timeline=timeline, webhook=webhook)
             return JSONResponse(await backend.answer_sync(job))
     job = accept(sync=False, timeline=timeline, webhook=webhook)

@@ -7,14 +7,12 @@ Kept apart from the table (``operations``) so that the modules holding the opera
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mock_server.config import Settings
     from mock_server.inputs import InputImage
-    from mock_server.pixel_budget import PixelBudget
 
 ALL_FORMATS = frozenset({"JPEG", "PNG", "WEBP"})
 EDIT_PREFIX = "/v2/image/edit/"
@@ -85,10 +83,6 @@ class Operation:
         sizes = self.decode_sizes(options, inputs)
         return sum([image.decoded_pixels(sizes.get(field)) for field, image in inputs.items()])
 
-    def within(self, budget: PixelBudget) -> Operation:
-        """This operation with its processing holding its decoded pixels in ``budget`` while it runs."""
-        return _budgeted.get((id(self), id(budget))) or _within(self, budget)
-
     def example_request(self, image: str) -> dict[str, Any]:
         """A valid request for this operation with ``image`` wherever its example takes an image."""
         return {field: _with_image(value, image) for field, value in self.example.items()}
@@ -111,18 +105,3 @@ def _with_image(value: Any, image: str) -> Any:
     if isinstance(value, list):
         return [_with_image(item, image) for item in value]
     return value
-
-
-# One budgeted copy per table entry and budget (both live as long as the process): a request
-# takes it, not a new copy.
-_budgeted: dict[tuple[int, int], Operation] = {}
-
-
-def _within(operation: Operation, budget: PixelBudget) -> Operation:
-    produce = functools.partial(_produce_within, operation, budget)
-    return _budgeted.setdefault((id(operation), id(budget)), dataclasses.replace(operation, produce=produce))
-
-
-def _produce_within(operation: Operation, budget: PixelBudget, options: Mapping[str, Any], inputs: Inputs) -> Output:
-    with budget.held_for_job(operation.decoded_pixels(options, inputs)):
-        return operation.produce(options, inputs)
