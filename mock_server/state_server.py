@@ -59,30 +59,58 @@ class PrivateStateServer:
     """
 
     def __init__(self, *, tcp: bool = False, binary: str | None = None) -> None:
-        self._binary = binary or find_server_binary()
-        if self._binary is None:
+        found = binary or find_server_binary()
+        if found is None:
             raise NoServerBinary(NO_SERVER)
+        self.binary = found
         self._tcp = tcp
         self._folder: str | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self.url = ""
 
     def start(self) -> str:
-        """Start the server and wait until it answers; its URL (``unix://...`` or ``redis://127.0.0.1:PORT/0``)."""
-        self._folder = tempfile.mkdtemp(prefix="bria-mock-state-")
-        os.chmod(self._folder, 0o700)  # the socket is private to this user
-        arguments = [self._binary or "", "--save", "", "--appendonly", "no", "--dir", self._folder]
+        """Start the server and wait until it answers; its URL (``unix://...`` or ``redis://127.0.0.1:PORT/0``).
+
+        Whatever stops it half-way (an error, Ctrl-C) stops the process and removes its folder.
+        """
+        try:
+            self._folder = tempfile.mkdtemp(prefix="bria-mock-state-")
+            os.chmod(self._folder, 0o700)  # the socket is private to this user
+            self._process = subprocess.Popen(
+                [self.binary, *self._arguments(self._folder)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                # Its own session: Ctrl-C in a terminal reaches bria-mock's workers, which drain their
+                # requests on this server; it is stopped after them, by stop().
+                start_new_session=True,
+            )
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self.url
+
+    def _arguments(self, folder: str) -> list[str]:
+        arguments = ["--save", "", "--appendonly", "no", "--dir", folder]
         if self._tcp:
             port = _free_port()
-            arguments += ["--port", str(port), "--bind", "127.0.0.1"]
             self.url = f"redis://127.0.0.1:{port}/0"
-        else:
-            path = str(Path(self._folder) / "state.sock")
-            arguments += ["--port", "0", "--unixsocket", path, "--unixsocketperm", "700"]
-            self.url = f"unix://{path}"
-        self._process = subprocess.Popen(arguments, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self._wait_ready()
-        return self.url
+            return [*arguments, "--port", str(port), "--bind", "127.0.0.1"]
+        path = str(Path(folder) / "state.sock")
+        self.url = f"unix://{path}"
+        return [*arguments, "--port", "0", "--unixsocket", path, "--unixsocketperm", "700"]
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs."""
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def description(self) -> str:
+        """Where the state lives, as the banner says it: "a private Valkey server (unix socket /tmp/...)"."""
+        kind = "Valkey" if "valkey" in Path(self.binary).name else "Redis"
+        where = self.url if self._tcp else f"unix socket {self.url.removeprefix('unix://')}"
+        return f"a private {kind} server ({where}), stopped with bria-mock"
 
     def _wait_ready(self) -> None:
         import redis
@@ -94,14 +122,13 @@ class PrivateStateServer:
                 assert self._process is not None
                 if self._process.poll() is not None:
                     error = self._process.stderr.read().decode(errors="replace") if self._process.stderr else ""
-                    raise RuntimeError(f"the state server {self._binary} stopped at start: {error.strip()}")
+                    raise RuntimeError(f"the state server {self.binary} stopped at start: {error.strip()}")
                 with contextlib.suppress(redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
                     if client.ping():
                         return
                 if time.monotonic() > deadline:
-                    self.stop()
                     waited = START_TIMEOUT_SECONDS
-                    raise RuntimeError(f"the state server {self._binary} did not answer within {waited} s")
+                    raise RuntimeError(f"the state server {self.binary} did not answer within {waited} s")
                 time.sleep(0.02)
         finally:
             client.close()
