@@ -55,7 +55,10 @@ class Served:
         environment = {**os.environ, "TMPDIR": str(self.tmp), **(env or {})}
         command = [sys.executable, "-m", "mock_server", "serve", "--port", str(self.port), *args]
         with self.log.open("wb") as out:
-            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=environment)
+            # Its own session, as in a terminal: "Ctrl-C" is SIGINT to its whole process group.
+            self.process = subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, env=environment, start_new_session=True
+            )
 
     @property
     def output(self) -> str:
@@ -78,8 +81,11 @@ class Served:
     def state_servers(self) -> list[int]:
         return [pid for pid in self.children() if program(pid) in SERVER_NAMES]
 
-    def stop(self, number: int = signal.SIGINT) -> str:
-        self.process.send_signal(number)
+    def stop(self, number: int = signal.SIGINT, *, group: bool = False) -> str:
+        if group:
+            os.killpg(self.process.pid, number)
+        else:
+            self.process.send_signal(number)
         self.process.wait(timeout=20)
         return self.output
 
@@ -204,9 +210,13 @@ def request(
 # --- the tests ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(
+    ("stop_signal", "group"),
+    [(signal.SIGINT, True), (signal.SIGINT, False), (signal.SIGTERM, False)],
+    ids=["ctrl-c", "SIGINT", "SIGTERM"],
+)
 def test_two_workers_serve_one_port_and_stop_with_their_private_state_server(
-    serve: type[Served], stop_signal: int
+    serve: type[Served], stop_signal: int, group: bool
 ) -> None:
     served = serve("--workers", "2", "--token", TOKEN, "--public-url", PUBLIC_URL)
     banner = served.wait_for_banner()
@@ -225,7 +235,7 @@ def test_two_workers_serve_one_port_and_stop_with_their_private_state_server(
     }
     assert folder.parent == served.tmp and (folder / "state.sock").is_socket()
     assert alive(state_server)
-    output = served.stop(stop_signal)
+    output = served.stop(stop_signal, group=group)
 
     assert len(workers) == 2 and sorted(by_worker) == sorted(workers)  # each worker answered a connection
     # Both got the command line's settings: the token (with its comma) and the public URL.
