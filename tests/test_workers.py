@@ -362,7 +362,8 @@ def feed_broken_rules(path: Path, process: subprocess.Popen[bytes]) -> None:
         except OSError:  # no reader yet
             time.sleep(0.01)
             continue
-        os.write(descriptor, b"not json")
+        with contextlib.suppress(BrokenPipeError):  # the reader went away: the next one gets it
+            os.write(descriptor, b"not json")
         os.close(descriptor)
 
 
