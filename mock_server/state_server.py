@@ -10,6 +10,7 @@ socket in a private temporary folder (or, when asked, on a free loopback port).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import socket
@@ -18,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+
+from mock_server import parent_death
 
 BINARY_NAMES = ("valkey-server", "redis-server")
 START_TIMEOUT_SECONDS = 10.0
@@ -59,7 +62,9 @@ class PrivateStateServer:
     """A Valkey/Redis server process for one run: ``with PrivateStateServer() as server: server.url``.
 
     ``tcp=True`` listens on a free loopback port instead of a Unix socket. Nothing is saved to disk;
-    the process and its folder go when the block ends (or at :meth:`stop`).
+    the process and its folder go when the block ends (or at :meth:`stop`). On Linux the process
+    also ends when the thread that started it does (or its whole process is killed): start it from
+    a thread that lives as long as it should.
     """
 
     def __init__(self, *, tcp: bool = False, binary: str | None = None) -> None:
@@ -80,13 +85,17 @@ class PrivateStateServer:
         try:
             self._folder = tempfile.mkdtemp(prefix="bria-mock-state-")
             os.chmod(self._folder, 0o700)  # the socket is private to this user
+            parent_death.prepare()
             self._process = subprocess.Popen(
                 [self.binary, *self._arguments(self._folder)],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 # Its own session: Ctrl-C in a terminal reaches bria-mock's workers, which drain their
-                # requests on this server; it is stopped after them, by stop().
+                # requests on this server; it is stopped after them, by stop(). Killed outright,
+                # bria-mock takes it along all the same (on Linux).
                 start_new_session=True,
+                # (between fork and exec: it only calls prctl, through a libc loaded beforehand)
+                preexec_fn=functools.partial(parent_death.end_with_parent, os.getpid()),
             )
             self._wait_ready()
         except BaseException:

@@ -8,7 +8,8 @@ they are, pickled with its :class:`WorkerConfig` (with ``state`` naming the shar
 builds its own app from them (``create_app(settings)``) when uvicorn loads its configuration.
 
 The private server is stopped when serving ends, whichever way: Ctrl-C, SIGTERM, a worker that
-cannot start, or an error in the parent.
+cannot start, or an error in the parent; if the parent is killed outright, the workers and the
+server end with it (:mod:`mock_server.parent_death`, on Linux).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -25,6 +27,7 @@ import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
+from mock_server import parent_death
 from mock_server.app import create_app
 from mock_server.banner import banner, base_url
 from mock_server.server import uvicorn_config
@@ -61,8 +64,10 @@ class WorkerConfig(uvicorn.Config):
             **options,
         )
         self.settings = settings
+        self.parent = os.getpid()
 
     def load(self) -> None:
+        parent_death.end_with_parent(self.parent)  # killed outright, the parent takes its workers along
         try:
             fake = uvicorn_config(create_app(self.settings), self.settings, log_config=None)
         except Exception as exc:  # a worker that cannot build the fake would fail the same way on every restart

@@ -91,9 +91,13 @@ class Served:
     def close(self) -> None:
         for connection in self.connections:
             connection.close()
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        if self.process.poll() is None:  # (a test that failed half-way): stopped as a user stops it
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
@@ -283,3 +287,18 @@ def test_with_a_state_url_the_workers_use_it_and_nothing_is_started(serve: type[
     assert f"  state:    {store.url} (shared by every process that names it)" in banner
     assert served.process.returncode == 0
     assert list(served.tmp.iterdir()) == []
+
+
+def test_killed_outright_it_takes_its_workers_and_state_server_along(serve: type[Served]) -> None:
+    served = serve("--workers", "2")
+    served.wait_for_banner()
+    started = [*served.workers(), *served.state_servers()]
+
+    served.process.kill()
+    served.process.wait(timeout=10)
+    deadline = time.monotonic() + 15
+    while any(alive(pid) for pid in started) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    assert len(started) == 3
+    assert not any(alive(pid) for pid in started)  # (only the server's folder is left: nothing ran to remove it)
