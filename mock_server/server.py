@@ -32,8 +32,15 @@ def serve(settings: Settings) -> None:
 
     Once listening, it prints where the API, samples, controls and OpenAPI document are, and the
     token rule in force. Raises ValueError for a bad setting (e.g. an unreadable rules file) before listening.
+    With ``workers`` over 1, several processes serve (:func:`mock_server.workers.serve_workers`).
     """
     from mock_server.banner import AnnouncingServer
+
+    if settings.workers > 1:
+        from mock_server.workers import serve_workers
+
+        serve_workers(settings)
+        return
 
     app = create_app(settings)
     config = uvicorn_config(app, settings, host=settings.host, port=settings.port, log_level="info")
