@@ -253,7 +253,6 @@ def test_two_workers_serve_one_port_and_stop_with_their_private_state_server(
     assert not any(alive(pid) for pid in workers)
 
 
-@pytest.mark.xfail(strict=False, reason="needs the shared store")
 def test_a_job_submitted_on_one_worker_is_polled_and_downloaded_on_another(serve: type[Served]) -> None:
     served = serve("--workers", "2", "--token", TOKEN, "--progress-polls", "2")
     served.wait_for_banner()
