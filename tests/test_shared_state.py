@@ -7,6 +7,7 @@ one, the other sees. The last test starts two ``bria-mock serve --state`` proces
 from __future__ import annotations
 
 import base64
+import io
 import os
 import signal
 import socket
@@ -18,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from PIL import Image
 
 from mock_server.fixtures.plugin import BriaMock
 from mock_server.fixtures.receiver import WebhookReceiver
@@ -41,6 +43,14 @@ def pair(make_server: Callable[..., ServerThread], state_url: str) -> Callable[.
     return make
 
 
+@pytest.fixture(scope="module")
+def tiny_jpeg() -> str:
+    """A 16x16 JPEG in base64: these tests are about state, not pixels."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), (200, 40, 40)).save(buffer, "JPEG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
 def submit(mock: BriaMock, image: str, **fields: Any) -> httpx.Response:
     return httpx.post(mock.url(RMBG), json={"image": image, **fields}, headers={"api_token": mock.token})
 
@@ -50,11 +60,11 @@ def poll(mock: BriaMock, request_id: str, token: str | None = None) -> httpx.Res
 
 
 def test_a_job_submitted_on_one_fake_is_polled_and_downloaded_on_the_other(
-    pair: Callable[..., Pair], subject_jpeg_b64: str
+    pair: Callable[..., Pair], tiny_jpeg: str
 ) -> None:
     first, second = pair(progress_polls=1)
 
-    request_id = submit(first, subject_jpeg_b64).json()["request_id"]
+    request_id = submit(first, tiny_jpeg).json()["request_id"]
 
     assert poll(second, request_id).json()["status"] == "IN_PROGRESS"  # the poll counts wherever it lands
     done = poll(first, request_id).json()
@@ -66,18 +76,18 @@ def test_a_job_submitted_on_one_fake_is_polled_and_downloaded_on_the_other(
     assert httpx.get(on_second).content.startswith(b"\x89PNG")
 
 
-def test_another_tokens_job_is_not_found_on_either(pair: Callable[..., Pair], subject_jpeg_b64: str) -> None:
+def test_another_tokens_job_is_not_found_on_either(pair: Callable[..., Pair], tiny_jpeg: str) -> None:
     first, second = pair()
 
-    request_id = submit(first, subject_jpeg_b64).json()["request_id"]
+    request_id = submit(first, tiny_jpeg).json()["request_id"]
 
     assert poll(second, request_id, token="someone-else").status_code == 404
     assert poll(second, request_id).status_code == 200
 
 
-def test_a_reset_on_one_fake_empties_both(pair: Callable[..., Pair], subject_jpeg_b64: str) -> None:
+def test_a_reset_on_one_fake_empties_both(pair: Callable[..., Pair], tiny_jpeg: str) -> None:
     first, second = pair()
-    request_id = submit(first, subject_jpeg_b64).json()["request_id"]
+    request_id = submit(first, tiny_jpeg).json()["request_id"]
     first.add_rule(endpoint="status", action={"type": "latency", "ms": 1})
 
     second.reset()
@@ -87,10 +97,10 @@ def test_a_reset_on_one_fake_empties_both(pair: Callable[..., Pair], subject_jpe
     assert first.job_count() == 0
 
 
-def test_a_namespaced_reset_leaves_other_tokens_alone(pair: Callable[..., Pair], subject_jpeg_b64: str) -> None:
+def test_a_namespaced_reset_leaves_other_tokens_alone(pair: Callable[..., Pair], tiny_jpeg: str) -> None:
     first, second = pair()
-    mine = submit(first, subject_jpeg_b64).json()["request_id"]
-    theirs = httpx.post(first.url(RMBG), json={"image": subject_jpeg_b64}, headers={"api_token": "other"}).json()
+    mine = submit(first, tiny_jpeg).json()["request_id"]
+    theirs = httpx.post(first.url(RMBG), json={"image": tiny_jpeg}, headers={"api_token": "other"}).json()
 
     reset = httpx.post(second.url("/bria-mock/reset"), json={}, headers={"api_token": first.token})
 
@@ -100,12 +110,12 @@ def test_a_namespaced_reset_leaves_other_tokens_alone(pair: Callable[..., Pair],
 
 
 def test_a_rule_added_on_one_fake_fires_exactly_its_times_across_both(
-    pair: Callable[..., Pair], subject_jpeg_b64: str
+    pair: Callable[..., Pair], tiny_jpeg: str
 ) -> None:
     first, second = pair()
     first.add_rule(endpoint="remove_background", times=3, action={"type": "error", "status": 503})
 
-    statuses = [submit(mock, subject_jpeg_b64).status_code for mock in (first, second) * 4]
+    statuses = [submit(mock, tiny_jpeg).status_code for mock in (first, second) * 4]
 
     assert statuses == [503, 503, 503, 202, 202, 202, 202, 202]
     (rule,) = second.rules()
@@ -114,7 +124,7 @@ def test_a_rule_added_on_one_fake_fires_exactly_its_times_across_both(
 
 
 def test_a_seeded_schedule_replays_identically_in_memory_and_across_processes(
-    pair: Callable[..., Pair], make_server: Callable[..., ServerThread], subject_jpeg_b64: str
+    pair: Callable[..., Pair], make_server: Callable[..., ServerThread], tiny_jpeg: str
 ) -> None:
     rule = {"endpoint": "remove_background", "probability": 0.5, "seed": 7, "action": {"type": "error", "status": 500}}
     alone = BriaMock.serving(make_server())
@@ -122,27 +132,27 @@ def test_a_seeded_schedule_replays_identically_in_memory_and_across_processes(
     alone.add_rule(rule)
     first.add_rule(rule)
 
-    in_memory = [submit(alone, subject_jpeg_b64).status_code for _ in range(12)]
-    shared = [submit(mock, subject_jpeg_b64).status_code for mock in (first, second) * 6]
+    in_memory = [submit(alone, tiny_jpeg).status_code for _ in range(12)]
+    shared = [submit(mock, tiny_jpeg).status_code for mock in (first, second) * 6]
 
     assert shared == in_memory
     assert 500 in shared and 202 in shared  # (the seed draws both)
 
 
-def test_the_rate_limit_is_one_bucket_across_both(pair: Callable[..., Pair], subject_jpeg_b64: str) -> None:
+def test_the_rate_limit_is_one_bucket_across_both(pair: Callable[..., Pair], tiny_jpeg: str) -> None:
     first, second = pair(rate_limit="5")
 
-    statuses = [submit(mock, subject_jpeg_b64).status_code for mock in (first, second) * 4]
+    statuses = [submit(mock, tiny_jpeg).status_code for mock in (first, second) * 4]
 
     assert statuses == [202] * 5 + [429] * 3
     second.set_rate_limit(None)  # changed on one, in force on both
-    assert submit(first, subject_jpeg_b64).status_code == 202
+    assert submit(first, tiny_jpeg).status_code == 202
     assert first.rate_limit() is None
 
 
-def test_advancing_the_clock_on_one_fake_moves_it_for_both(pair: Callable[..., Pair], subject_jpeg_b64: str) -> None:
+def test_advancing_the_clock_on_one_fake_moves_it_for_both(pair: Callable[..., Pair], tiny_jpeg: str) -> None:
     first, second = pair(progress_polls=0, progress_seconds=600)
-    request_id = submit(first, subject_jpeg_b64).json()["request_id"]
+    request_id = submit(first, tiny_jpeg).json()["request_id"]
     assert poll(second, request_id).json()["status"] == "IN_PROGRESS"
 
     first.advance(600)
@@ -151,11 +161,11 @@ def test_advancing_the_clock_on_one_fake_moves_it_for_both(pair: Callable[..., P
     assert abs(second.now() - first.now()) < 1
 
 
-def test_the_journal_is_one_list_bounded_across_both(pair: Callable[..., Pair], subject_jpeg_b64: str) -> None:
+def test_the_journal_is_one_list_bounded_across_both(pair: Callable[..., Pair], tiny_jpeg: str) -> None:
     first, second = pair(journal_max_entries=4)
 
     for mock in (first, second) * 3:
-        submit(mock, subject_jpeg_b64)
+        submit(mock, tiny_jpeg)
 
     entries = first.calls(endpoint="remove_background")
     assert len(entries) == 4  # the newest four of six, whichever fake recorded them
@@ -163,9 +173,9 @@ def test_the_journal_is_one_list_bounded_across_both(pair: Callable[..., Pair], 
     second.assert_called(endpoint="remove_background", times=4)
 
 
-def test_an_upload_on_one_fake_is_served_by_the_other(pair: Callable[..., Pair], subject_jpeg_b64: str) -> None:
+def test_an_upload_on_one_fake_is_served_by_the_other(pair: Callable[..., Pair], tiny_jpeg: str) -> None:
     first, second = pair()
-    data = base64.b64decode(subject_jpeg_b64)
+    data = base64.b64decode(tiny_jpeg)
 
     url = first.upload(data, "image/jpeg")
 
@@ -175,10 +185,10 @@ def test_an_upload_on_one_fake_is_served_by_the_other(pair: Callable[..., Pair],
 
 
 def test_a_webhook_job_is_delivered_once_whichever_fake_ends_it(
-    pair: Callable[..., Pair], bria_webhook_receiver: WebhookReceiver, subject_jpeg_b64: str
+    pair: Callable[..., Pair], bria_webhook_receiver: WebhookReceiver, tiny_jpeg: str
 ) -> None:
     first, second = pair(progress_polls=0)
-    response = submit(first, subject_jpeg_b64, webhook_url=bria_webhook_receiver.url)
+    response = submit(first, tiny_jpeg, webhook_url=bria_webhook_receiver.url)
     request_id = response.json()["request_id"]
 
     assert poll(second, request_id).json()["status"] == "COMPLETED"  # the other fake ends it, first
@@ -193,10 +203,10 @@ def test_a_webhook_job_is_delivered_once_whichever_fake_ends_it(
     assert attempt.delivered and second.webhooks(request_id=request_id) == [attempt]
 
 
-def test_the_job_bounds_hold_across_both(pair: Callable[..., Pair], subject_jpeg_b64: str) -> None:
+def test_the_job_bounds_hold_across_both(pair: Callable[..., Pair], tiny_jpeg: str) -> None:
     first, second = pair(max_jobs=3)
 
-    ids = [submit(mock, subject_jpeg_b64).json()["request_id"] for mock in (first, second) * 3]
+    ids = [submit(mock, tiny_jpeg).json()["request_id"] for mock in (first, second) * 3]
 
     assert [poll(second, request_id).status_code for request_id in ids] == [404] * 3 + [200] * 3
     assert first.job_count() == 3
@@ -245,11 +255,11 @@ def _wait_until_up(url: str) -> None:
 
 
 @pytest.mark.subprocess
-def test_two_serve_processes_on_one_store_act_as_one_fake(two_processes: list[str], subject_jpeg_b64: str) -> None:
+def test_two_serve_processes_on_one_store_act_as_one_fake(two_processes: list[str], tiny_jpeg: str) -> None:
     one, other = two_processes
     headers = {"api_token": TOKEN}
 
-    request_id = httpx.post(f"{one}{RMBG}", json={"image": subject_jpeg_b64}, headers=headers).json()["request_id"]
+    request_id = httpx.post(f"{one}{RMBG}", json={"image": tiny_jpeg}, headers=headers).json()["request_id"]
     statuses = [httpx.get(f"{url}/v2/status/{request_id}", headers=headers).json()["status"] for url in (other, one)]
     rule = httpx.post(
         f"{other}/bria-mock/rules", json={"endpoint": "status", "action": {"type": "error", "status": 504}}
