@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from mock_server.journal import Entry, check_criteria, matches
 
 if TYPE_CHECKING:
+    from mock_server.ids import NamespaceId
     from mock_server.state import Exchanges
 
 NEAREST = 3
@@ -43,7 +44,7 @@ def assert_called_in_order(journal: Exchanges, *steps: Mapping[str, Any]) -> Non
     entries = journal.entries()
     position = 0
     for index, step in enumerate(steps):
-        position = _next_match(entries, position, step)
+        position = _next_match(entries, position, step, journal.namespace_id)
         if position < 0:
             raise AssertionError(
                 _message(f"step {index + 1} of {len(steps)} never came in order: {dict(step)}", journal, step)
@@ -51,23 +52,23 @@ def assert_called_in_order(journal: Exchanges, *steps: Mapping[str, Any]) -> Non
         position += 1
 
 
-def _next_match(entries: Sequence[Entry], start: int, criteria: Mapping[str, Any]) -> int:
-    return next((i for i in range(start, len(entries)) if matches(entries[i], criteria)), -1)
+def _next_match(entries: Sequence[Entry], start: int, criteria: Mapping[str, Any], namespace_id: NamespaceId) -> int:
+    return next((i for i in range(start, len(entries)) if matches(entries[i], criteria, namespace_id)), -1)
 
 
 def _message(headline: str, journal: Exchanges, criteria: Mapping[str, Any]) -> str:
-    nearest = sorted(journal.entries(), key=lambda entry: -_closeness(entry, criteria))[:NEAREST]
+    nearest = sorted(journal.entries(), key=lambda entry: -_closeness(entry, criteria, journal.namespace_id))[:NEAREST]
     if not nearest:
         return f"{headline}\nthe journal is empty"
     lines = [f"  {entry.method} {entry.path} -> {entry.status} body={entry.body}" for entry in nearest]
     return "\n".join([headline, "nearest recorded requests:", *lines])
 
 
-def _closeness(entry: Entry, criteria: Mapping[str, Any]) -> int:
+def _closeness(entry: Entry, criteria: Mapping[str, Any], namespace_id: NamespaceId) -> int:
     score = 0
     for key, wanted in criteria.items():
         if key == "body" and isinstance(wanted, Mapping):
             score += sum(isinstance(entry.body, dict) and entry.body.get(f) == v for f, v in wanted.items())
         else:
-            score += matches(entry, {key: wanted})
+            score += matches(entry, {key: wanted}, namespace_id)
     return score

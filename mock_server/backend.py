@@ -17,7 +17,6 @@ from starlette.concurrency import run_in_threadpool
 
 from mock_server.config import Settings
 from mock_server.errors import CrashLog, JobNotFound, ModerationFailed, ServerError, Unauthorized
-from mock_server.ids import namespace_id
 from mock_server.jobs import Job, JobState, JobTimeline, Outcome, Progression, WorkOrder
 from mock_server.pixel_budget import process_budget
 from mock_server.recent_inputs import RecentInputs
@@ -47,6 +46,7 @@ class BriaBackend:
         self.settings = settings
         self.progression = Progression(polls=settings.progress_polls, seconds=settings.progress_seconds)
         self.state = open_state(settings)  # in this process's memory, or on a shared store
+        self.namespace_id = self.state.namespace_id
         self.clock = self.state.clock
         self.jobs = self.state.jobs
         self.rules = self.state.rules
@@ -59,7 +59,9 @@ class BriaBackend:
         look_every = SHARED_CLOCK_LOOK_SECONDS if self.state.shared else None
         self.scheduler = Scheduler(self.clock, self.crashes.record, refresh=self.state.refresh, look_every=look_every)
         self.clock.on_advance(self.scheduler.wake)  # advancing the clock runs what falls due
-        self.webhooks = Webhooks(settings, self.clock, self.scheduler, self.rules, self.state.webhook_log)
+        self.webhooks = Webhooks(
+            settings, self.clock, self.scheduler, self.rules, self.state.webhook_log, self.namespace_id
+        )
         self.pixel_budget = process_budget(settings.max_decoding_pixels)  # the process's, shared by its apps
         self.recent_inputs = RecentInputs()  # base64 inputs the journal keeps as digests, for the inspector
         self._initial_rules = load_rules_file(settings.rules_file, self.clock.now()) if settings.rules_file else []
@@ -70,7 +72,7 @@ class BriaBackend:
 
         A full reset keeps the rules of the rules file (they are part of the configuration).
         """
-        namespace = namespace_id(token) if token is not None else None
+        namespace = self.namespace_id(token) if token is not None else None
         self.jobs.clear(namespace)
         self.scheduler.clear(namespace)
         self.webhooks.clear(namespace)
@@ -78,7 +80,7 @@ class BriaBackend:
         self.journal.clear(token)
         self.limiter.clear(token)
         if self.playback is not None:  # each recorded sequence starts again from its first answer
-            self.playback.rewind(namespace_id(token) if token is not None else None)
+            self.playback.rewind(self.namespace_id(token) if token is not None else None)
         if token is None:
             self.crashes.clear()
             self.uploads.clear()
@@ -95,9 +97,13 @@ class BriaBackend:
         return self.rules.add([parse_rule(spec, self.clock.now(), self.rules.next_id()) for spec in specs])
 
     async def aclose(self) -> None:
-        """Cancel background processing and deliveries at shutdown."""
+        """Cancel this process's background processing and deliveries at shutdown.
+
+        Nothing is reset: a shared store's state belongs to every process on it, and stays.
+        """
         tasks = list(self._tasks)
-        self.reset()
+        for task in tasks:
+            task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.scheduler.aclose()
         await self.webhooks.aclose()
@@ -153,7 +159,7 @@ class BriaBackend:
         forced_by = token if token in JOB_FAILURE_TOKENS else None
         order = WorkOrder(operation.name, options, inputs, base_url, forced_by, output_unsafe)
         job = self.jobs.create(
-            request_id, operation.name, owner=namespace_id(token), timeline=timeline, sync=sync, work=order
+            request_id, operation.name, owner=self.namespace_id(token), timeline=timeline, sync=sync, work=order
         )
         if webhook is not None:
             self.expect_webhook(job, webhook)
@@ -263,7 +269,7 @@ class BriaBackend:
         later polls while it runs wait too: how many polls a job takes never depends on the
         machine's speed.
         """
-        polled = self.jobs.poll(request_id, namespace_id(token))
+        polled = self.jobs.poll(request_id, self.namespace_id(token))
         if polled is None:  # (another token's job is not there for you either)
             raise JobNotFound(f"no job {request_id}")
         job, polls_before = polled

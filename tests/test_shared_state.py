@@ -296,3 +296,47 @@ def test_a_store_that_cannot_be_reached_is_a_clear_error_without_its_password() 
         create_app(Settings(state="redis://user:secret@127.0.0.1:1/0"))
 
     assert "secret" not in str(error.value)
+
+
+def test_a_fake_on_a_store_leaves_the_namespaces_of_fakes_in_memory_alone(
+    make_server: Callable[..., ServerThread], state_url: str, tiny_jpeg: str
+) -> None:
+    alone = BriaMock.serving(make_server())
+    request_id = submit(alone, tiny_jpeg).json()["request_id"]
+
+    on_store = BriaMock.serving(make_server(state=state_url))  # (its namespace ids are the store's)
+
+    assert poll(alone, request_id).status_code == 200
+    alone.assert_called(endpoint="remove_background", token=alone.token, times=1)
+    submit(on_store, tiny_jpeg)
+    on_store.assert_called(endpoint="remove_background", token=on_store.token, times=1)
+
+
+def test_stopping_one_fake_leaves_the_store_to_the_others(
+    make_server: Callable[..., ServerThread], state_url: str, tiny_jpeg: str
+) -> None:
+    first, second = (make_server(state=state_url) for _ in range(2))
+    mock = BriaMock.serving(first)
+    request_id = submit(mock, tiny_jpeg).json()["request_id"]
+    mock.add_rule(endpoint="status", action={"type": "latency", "ms": 1})
+
+    first.stop()
+
+    other = BriaMock.serving(second)
+    assert poll(other, request_id).status_code == 200
+    assert len(other.rules()) == 1 and other.calls(endpoint="remove_background")
+
+
+@pytest.mark.parametrize("where", ["seed", "rule"])
+def test_integers_past_64_bits_are_kept_exactly_on_the_store(
+    pair: Callable[..., Pair], tiny_jpeg: str, where: str
+) -> None:
+    first, second = pair(progress_polls=0)
+    huge = 2**70
+    if where == "rule":
+        first.add_rule(endpoint="status", times=huge, after=0, action={"type": "latency", "ms": 1})
+        assert second.rules()[0].spec["times"] == huge
+        return
+    request_id = submit(first, tiny_jpeg, seed=huge).json()["request_id"]
+    done = poll(second, request_id).json()
+    assert done["status"] == "COMPLETED", done

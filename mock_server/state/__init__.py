@@ -28,6 +28,8 @@ import dataclasses
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from mock_server import ids
+from mock_server.ids import NamespaceId
 from mock_server.jobs import Clock, JobStore
 from mock_server.journal import Journal
 from mock_server.ratelimit import RateLimiter, per_minute
@@ -93,6 +95,7 @@ class Exchanges(Protocol):
 
     max_entries: int
     max_bytes: int
+    namespace_id: NamespaceId  # how its entries' token ids are made
 
     def record(self, **fields: Any) -> Entry | None: ...
     def entries(self, **criteria: Any) -> list[Entry]: ...
@@ -158,6 +161,7 @@ class State:
     uploads: UploadedImages
     webhook_log: Attempts
     shared: bool = False
+    namespace_id: NamespaceId = ids.namespace_id  # a token's namespace id, as this state keys it
     close: Callable[[], None] = lambda: None  # releases the store's connections
     # Read the shared values again (a request starts; the scheduler looks at the clock): see SharedView.
     refresh: Callable[[], None] = lambda: None

@@ -15,12 +15,10 @@ import asyncio
 import base64
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from mock_server.errors import error_for_code
 from mock_server.inputs import InputImage
 from mock_server.jobs import Job, JobState, JobTimeline, Outcome, WorkOrder
-from mock_server.state.redis_store import process_id
+from mock_server.state.redis_store import decode, encode, process_id
 
 if TYPE_CHECKING:
     from mock_server.config import Settings
@@ -151,7 +149,7 @@ class RedisJobStore:
     def work_of(self, job: Job) -> WorkOrder | None:
         """The job's work order, with its input images (read only to process it)."""
         fields = self._store.client.hgetall(self._key(job.request_id))
-        return _work(orjson.loads(fields[b"work"]), fields) if b"work" in fields else None
+        return _work(decode(fields[b"work"]), fields) if b"work" in fields else None
 
     def save_schedule(self, job: Job) -> None:
         self._store.client.hset(self._key(job.request_id), "meta", _meta(job))
@@ -173,7 +171,7 @@ class RedisJobStore:
         while True:
             raw = self._store.client.hget(self._key(request_id), "outcome")
             if raw is not None:
-                return _outcome(orjson.loads(raw))
+                return _outcome(decode(raw))
             if loop.time() >= deadline:
                 return None
             await asyncio.sleep(WAIT_STEP_SECONDS)
@@ -243,7 +241,7 @@ class RedisJobStore:
 
 
 def _meta(job: Job) -> bytes:
-    return orjson.dumps(
+    return encode(
         {
             "endpoint": job.endpoint,
             "created_at": job.created_at,
@@ -258,7 +256,7 @@ def _meta(job: Job) -> bytes:
 
 def _job(request_id: str, meta_json: bytes, polls: int, outcome: bytes | None) -> Job:
     """A job as its hash holds it; its work order is read only to process it (``work_of``)."""
-    meta = orjson.loads(meta_json)
+    meta = decode(meta_json)
     job = Job(
         request_id,
         meta["endpoint"],
@@ -271,7 +269,7 @@ def _job(request_id: str, meta_json: bytes, polls: int, outcome: bytes | None) -
         ends_at=meta["ends_at"],
     )
     if outcome is not None:
-        job.outcome = _outcome(orjson.loads(outcome))
+        job.outcome = _outcome(decode(outcome))
     return job
 
 
@@ -280,7 +278,7 @@ def _work_spec(work: WorkOrder) -> bytes:
         name: {"format": image.format, "size": image.size, "markers": sorted(image.markers)}
         for name, image in work.inputs.items()
     }
-    return orjson.dumps(
+    return encode(
         {
             "operation": work.operation,
             "options": work.options,
@@ -305,7 +303,7 @@ def _work(spec: dict[str, Any], fields: dict[bytes, Any]) -> WorkOrder:
 
 
 def _outcome_json(outcome: Outcome, *, with_image: bool = False) -> bytes:
-    return orjson.dumps(_outcome_record(outcome, with_image=with_image))
+    return encode(_outcome_record(outcome, with_image=with_image))
 
 
 def _outcome_record(outcome: Outcome, *, with_image: bool) -> dict[str, Any]:

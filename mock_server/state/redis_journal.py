@@ -10,10 +10,8 @@ from __future__ import annotations
 import base64
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
-from mock_server.ids import namespace_id
 from mock_server.journal import Entry, matches
+from mock_server.state.redis_store import decode, encode
 from mock_server.webhook_log import Attempt, filter_attempts
 
 if TYPE_CHECKING:
@@ -81,6 +79,7 @@ class RedisJournal:
     def __init__(self, store: Store, *, max_entries: int, max_bytes: int) -> None:
         self._list = BoundedList(store, "journal", max_entries=max_entries, max_bytes=max_bytes)
         self.max_entries, self.max_bytes = self._list.max_entries, self._list.max_bytes
+        self.namespace_id = store.namespace_id
 
     def record(self, **fields: Any) -> Entry | None:
         if self.max_entries == 0:
@@ -91,13 +90,13 @@ class RedisJournal:
 
     def entries(self, **criteria: Any) -> list[Entry]:
         found = [_entry(raw) for raw in self._list.items()]
-        return [entry for entry in found if matches(entry, criteria)]
+        return [entry for entry in found if matches(entry, criteria, self.namespace_id)]
 
     def clear(self, token: str | None = None) -> None:
         if token is None:
             self._list.clear()
             return
-        owner = namespace_id(token)
+        owner = self.namespace_id(token)
         self._list.keep_only([raw for raw in self._list.items() if _entry(raw).token_id != owner])
 
     def __len__(self) -> int:
@@ -116,7 +115,7 @@ class RedisWebhookLog:
         self.max_entries, self.max_bytes = self._list.max_entries, self._list.max_bytes
 
     def record(self, **fields: Any) -> Attempt:
-        number, _ = self._list.append(orjson.dumps(fields))
+        number, _ = self._list.append(encode(fields))
         return Attempt(id=number, **fields)
 
     def attempts(
@@ -145,7 +144,7 @@ class RedisWebhookLog:
 
 def _attempt(raw: bytes) -> Attempt:
     number, _, serialised = raw.partition(b" ")
-    return Attempt(id=int(number), **orjson.loads(serialised))
+    return Attempt(id=int(number), **decode(serialised))
 
 
 def _serialised(fields: dict[str, Any]) -> bytes:
@@ -157,12 +156,7 @@ def _serialised(fields: dict[str, Any]) -> bytes:
         record["raw_body"] = base64.b64encode(body).decode()
     else:
         record["request_body"] = body
-    try:
-        return orjson.dumps(record)
-    except (TypeError, orjson.JSONEncodeError):  # e.g. an integer past 64 bits in a summary: keep its text
-        record.pop("request_body", None)
-        record["request_body"] = repr(body)[:1024]
-        return orjson.dumps(record)
+    return encode(record)
 
 
 _PAIRS = ("request_header_pairs", "response_header_pairs")
@@ -170,7 +164,7 @@ _PAIRS = ("request_header_pairs", "response_header_pairs")
 
 def _entry(raw: bytes) -> Entry:
     entry_id, _, serialised = raw.partition(b" ")
-    record = orjson.loads(serialised)
+    record = decode(serialised)
     for key in _PAIRS:
         record[key] = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in record[key]]
     if "raw_body" in record:

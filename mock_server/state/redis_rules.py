@@ -17,11 +17,9 @@ import itertools
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from mock_server.errors import BadRequest
 from mock_server.rules import HISTORY_KEPT, Decision, Rule, Traffic
-from mock_server.state.redis_store import RULES_VERSION
+from mock_server.state.redis_store import RULES_VERSION, decode, encode
 
 if TYPE_CHECKING:
     from mock_server.state.redis_store import Store
@@ -167,11 +165,11 @@ class RedisRuleBook:
 
 
 def _record(rule: Rule) -> bytes:
-    return orjson.dumps({"spec": rule.spec, "added_at": rule.added_at})
+    return encode({"spec": rule.spec, "added_at": rule.added_at})
 
 
 def _rule(store: Store, raw: bytes) -> SharedRule:
-    record: dict[str, Any] = orjson.loads(raw)
+    record: dict[str, Any] = decode(raw)
     rule = SharedRule(spec=record["spec"], id=record["spec"]["id"], added_at=record["added_at"])
     rule.store = store
     return rule

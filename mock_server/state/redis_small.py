@@ -7,7 +7,6 @@ import math
 from collections.abc import Callable
 
 from mock_server.errors import PayloadTooLarge
-from mock_server.ids import namespace_id
 from mock_server.jobs import MAX_ADVANCE_SECONDS, Clock
 from mock_server.ratelimit import MAX_BUCKETS
 from mock_server.state.redis_store import LIMIT, NO_LIMIT, OFFSET, Store, wall_clock
@@ -96,7 +95,7 @@ class RedisRateLimiter:
         limit = self.limit
         if limit is None:
             return None
-        name = f"{namespace_id(token)}:{endpoint}"
+        name = f"{self._store.namespace_id(token)}:{endpoint}"
         left = self._take(
             keys=[self._store.key("bucket", name), self._index], args=[self._now(), limit, name, MAX_BUCKETS]
         )
@@ -108,7 +107,7 @@ class RedisRateLimiter:
         return str(max(1, math.ceil(wait)))
 
     def state(self, token: str | None = None) -> list[dict[str, object]]:
-        wanted = namespace_id(token) if token is not None else None
+        wanted = self._store.namespace_id(token) if token is not None else None
         names = [name.decode() for name in self._store.client.zrange(self._index, 0, -1)]
         if wanted is not None:
             names = [name for name in names if name.startswith(wanted + ":")]
@@ -129,7 +128,7 @@ class RedisRateLimiter:
             self._store.client.delete(self._index, LIMIT)
             self._store.view.forget()
             return
-        wanted = f"{namespace_id(token)}:"
+        wanted = f"{self._store.namespace_id(token)}:"
         names = [name for name in self._store.client.zrange(self._index, 0, -1) if name.decode().startswith(wanted)]
         if names:
             self._store.client.delete(*(self._store.key("bucket", name.decode()) for name in names))

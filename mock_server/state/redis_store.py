@@ -9,9 +9,12 @@ share a database with other data; a reset deletes only its own keys.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from mock_server import ids
 
@@ -36,6 +39,11 @@ class Store:
         # (Typed loosely: redis-py's annotations cover both reply types; here replies are always bytes.)
         self.client: Any = redis.Redis.from_url(url, socket_timeout=30, health_check_interval=30)
         self.view = SharedView(self)
+        try:
+            self.client.ping()
+        except redis.RedisError as exc:
+            raise ValueError(f"state {masked_url(url)}: cannot reach the store ({exc})") from None
+        self.namespace_id = self.namespaces()
         self._scripts: dict[str, Any] = {}
 
     def key(self, *parts: str) -> str:
@@ -58,13 +66,11 @@ class Store:
         if batch:
             self.client.delete(*batch)
 
-    def adopt_namespace_key(self) -> None:
-        """Share this process's namespace key, or take the one the store already has: a token's namespace
-        id (jobs' owners, the journal's token ids) must be the same in every process."""
-        self.client.set(NAMESPACE_KEY, ids.namespace_key(), nx=True)
-        shared = self.client.get(NAMESPACE_KEY)
-        if shared is not None and shared != ids.namespace_key():
-            ids.use_namespace_key(shared)
+    def namespaces(self) -> ids.NamespaceId:
+        """Namespace ids under the store's own key (drawn by the first process to ask): a token's id
+        (jobs' owners, the journal's token ids) is the same in every process on the store."""
+        self.client.set(NAMESPACE_KEY, os.urandom(32), nx=True)
+        return ids.namespaces(self.client.get(NAMESPACE_KEY))
 
     def close(self) -> None:
         self.client.close()
@@ -104,6 +110,25 @@ def _current_task() -> object:
         return None
 
 
+_STDLIB_JSON = b"~"  # marks a record orjson could not write (an integer past 64 bits): read back exactly
+
+
+def encode(value: Any) -> bytes:
+    """A record as the store keeps it: JSON, by orjson (fast), or by the standard library for integers
+    orjson refuses (past 64 bits), marked so that ``decode`` reads them back as integers."""
+    try:
+        return orjson.dumps(value)
+    except (TypeError, orjson.JSONEncodeError):
+        return _STDLIB_JSON + json.dumps(value, separators=(",", ":")).encode()
+
+
+def decode(raw: bytes) -> Any:
+    """A record written by ``encode``."""
+    if raw[:1] == _STDLIB_JSON:
+        return json.loads(raw[1:])
+    return orjson.loads(raw)
+
+
 def wall_clock() -> float:
     """Seconds the processes of a shared fake agree on (hosts too): wall-clock time, not monotonic."""
     return time.time()
@@ -111,8 +136,6 @@ def wall_clock() -> float:
 
 def open_shared_state(settings: Settings) -> State:
     """The fake's state on the store at ``settings.state``; a clear error when it cannot be reached."""
-    import redis
-
     from mock_server.ratelimit import per_minute
     from mock_server.state import State
     from mock_server.state.redis_jobs import RedisJobStore
@@ -121,11 +144,6 @@ def open_shared_state(settings: Settings) -> State:
     from mock_server.state.redis_small import RedisRateLimiter, RedisUploads, SharedClock
 
     store = Store(settings.state)
-    try:
-        store.client.ping()
-    except redis.RedisError as exc:
-        raise ValueError(f"state {_masked(settings.state)}: cannot reach the store ({exc})") from None
-    store.adopt_namespace_key()
     clock = SharedClock(store)
     return State(
         clock=clock,
@@ -138,12 +156,13 @@ def open_shared_state(settings: Settings) -> State:
             store, max_entries=settings.webhook_log_max_entries, max_bytes=settings.webhook_log_max_bytes
         ),
         shared=True,
+        namespace_id=store.namespace_id,
         close=store.close,
         refresh=store.view.forget,
     )
 
 
-def _masked(url: str) -> str:
+def masked_url(url: str) -> str:
     """A store URL with any password hidden (it is shown in errors and banners)."""
     from urllib.parse import urlsplit, urlunsplit
 
