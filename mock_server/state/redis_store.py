@@ -42,7 +42,9 @@ class Store:
         try:
             self.client.ping()
         except redis.RedisError as exc:
-            raise ValueError(f"state {masked_url(url)}: cannot reach the store ({exc})") from None
+            from mock_server.banner import mask_password
+
+            raise ValueError(f"state {mask_password(url)}: cannot reach the store ({exc})") from None
         self.namespace_id = self.namespaces()
         self._scripts: dict[str, Any] = {}
 
@@ -160,18 +162,6 @@ def open_shared_state(settings: Settings) -> State:
         close=store.close,
         refresh=store.view.forget,
     )
-
-
-def masked_url(url: str) -> str:
-    """A store URL with any password hidden (it is shown in errors and banners)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def process_id() -> str:
