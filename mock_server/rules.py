@@ -211,6 +211,7 @@ class RuleBook:
 
     def add(self, rules: Iterable[Rule]) -> list[Rule]:
         added = list(rules)
+        check_unique(added)
         with self._lock:
             known = {rule.id for rule in self._rules}
             for rule in added:
@@ -255,6 +256,15 @@ class RuleBook:
                 if rule.matches(traffic) and rule.fires(now):
                     decision.fired.append(rule)
         return decision
+
+
+def check_unique(rules: list[Rule]) -> None:
+    """400 when rules added together share an id."""
+    seen: set[str] = set()
+    for rule in rules:
+        if rule.id in seen:
+            raise BadRequest(f"rule: id {rule.id} is given to more than one of the rules added")
+        seen.add(rule.id)
 
 
 def _body_matches(expected: Mapping[str, Any] | None, body: Any) -> bool:

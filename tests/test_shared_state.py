@@ -340,3 +340,32 @@ def test_integers_past_64_bits_are_kept_exactly_on_the_store(
     request_id = submit(first, tiny_jpeg, seed=huge).json()["request_id"]
     done = poll(second, request_id).json()
     assert done["status"] == "COMPLETED", done
+
+
+def test_a_rule_added_again_after_a_reset_starts_counting_from_nothing(
+    pair: Callable[..., Pair], tiny_jpeg: str
+) -> None:
+    first, second = pair()
+    flaky = {"id": "flaky", "endpoint": "remove_background", "calls": [1], "action": {"type": "error", "status": 503}}
+    first.add_rule(flaky)
+    assert [submit(first, tiny_jpeg).status_code for _ in range(2)] == [503, 202]
+
+    second.reset()
+    second.add_rule(flaky)
+
+    assert [submit(first, tiny_jpeg).status_code for _ in range(2)] == [503, 202]
+    assert second.rules()[0].to_json()["history"] == [True, False]
+
+
+@pytest.mark.parametrize("state", ["memory", "store"])
+def test_rules_added_together_with_one_id_are_refused(
+    make_server: Callable[..., ServerThread], state_url: str, state: str
+) -> None:
+    server = make_server(state=state_url if state == "store" else "memory")
+    rule = {"id": "twice", "action": {"type": "latency", "ms": 1}}
+
+    answer = httpx.post(f"{server.base_url}/bria-mock/rules", json=[rule, rule])
+
+    assert answer.status_code == 400
+    assert "id twice is given to more than one" in answer.json()["error"]["details"]
+    assert httpx.get(f"{server.base_url}/bria-mock/rules").json()["rules"] == []

@@ -7,7 +7,9 @@ with ``times: 3`` fires exactly three times however many processes see matching 
 
 Keys: ``rules`` (id -> spec), ``rules-order`` (ids in the order added), ``rule-counts`` (``<id>:matched``,
 ``<id>:fired``), ``rule-history:<id>`` (a ring of the last ``HISTORY_KEPT`` calls), ``rule-ids``; each
-change bumps ``rules-version``, which every request reads (see ``SharedView``).
+change bumps ``rules-version``, which every request reads (see ``SharedView``). Counters are kept under
+a rule's own number (``rule-numbers``, never reset), not its id: a rule added again with the same id
+after a reset (``flaky`` in every test) starts from nothing, whatever a request in flight still counts.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from mock_server.errors import BadRequest
-from mock_server.rules import HISTORY_KEPT, Decision, Rule, Traffic
+from mock_server.rules import HISTORY_KEPT, Decision, Rule, Traffic, check_unique
 from mock_server.state.redis_store import RULES_VERSION, decode, encode
 
 if TYPE_CHECKING:
@@ -52,30 +54,29 @@ return 0
 
 
 class SharedRule(Rule):
-    """A rule whose counters live on the store."""
+    """A rule whose counters live on the store, under its number."""
 
     store: Store | None = None
+    number: str = ""
 
     def _count_match(self) -> int:
         assert self.store is not None
-        return int(self.store.client.hincrby(self.store.key("rule-counts"), f"{self.id}:matched", 1))
+        return int(self.store.client.hincrby(self.store.key("rule-counts"), f"{self.number}:matched", 1))
 
     def _record(self, call: int, fire: bool) -> bool:
         assert self.store is not None
-        keys = [self.store.key("rule-counts"), self.store.key("rule-history", self.id)]
+        keys = [self.store.key("rule-counts"), self.store.key("rule-history", self.number)]
         times = self.spec.get("times", -1)
-        return bool(
-            self.store.script("record-rule", _RECORD)(keys=keys, args=[self.id, call, int(fire), times, HISTORY_KEPT])
-        )
+        record = self.store.script("record-rule", _RECORD)
+        return bool(record(keys=keys, args=[self.number, call, int(fire), times, HISTORY_KEPT]))
 
     def read_counts(self) -> SharedRule:
         """Fill ``matched``, ``fired`` and ``history`` from the store (for showing the rule)."""
         assert self.store is not None
-        matched, fired = self.store.client.hmget(
-            self.store.key("rule-counts"), f"{self.id}:matched", f"{self.id}:fired"
-        )
+        counts = self.store.key("rule-counts")
+        matched, fired = self.store.client.hmget(counts, f"{self.number}:matched", f"{self.number}:fired")
         self.matched, self.fired = int(matched or 0), int(fired or 0)
-        ring = self.store.client.get(self.store.key("rule-history", self.id)) or b""
+        ring = self.store.client.get(self.store.key("rule-history", self.number)) or b""
         calls = range(max(1, self.matched - HISTORY_KEPT + 1), self.matched + 1)
         slots = [(call - 1) % HISTORY_KEPT for call in calls]
         self.history = collections.deque((ring[slot : slot + 1] == b"1" for slot in slots), maxlen=HISTORY_KEPT)
@@ -102,7 +103,11 @@ class RedisRuleBook:
         return self._put(list(rules), only_missing=True)
 
     def _put(self, rules: list[Rule], *, only_missing: bool) -> list[Rule]:
-        pairs = itertools.chain.from_iterable((rule.id, _record(rule)) for rule in rules)
+        check_unique(rules)
+        first = int(self._store.client.incrby(self._store.key("rule-numbers"), len(rules))) - len(rules) + 1
+        pairs = itertools.chain.from_iterable(
+            (rule.id, _record(rule, str(first + index))) for index, rule in enumerate(rules)
+        )
         taken = self._add(keys=self._keys, args=[int(only_missing), *pairs])
         self._store.view.forget()
         if taken:
@@ -113,19 +118,17 @@ class RedisRuleBook:
         rule = next((rule for rule in self._current() if rule.id == rule_id), None)
         if rule is None or (token is not None and rule.spec.get("token") != token):
             return False
-        self._delete([rule_id])
+        self._delete([rule])
         return True
 
     def clear(self, token: str | None = None) -> None:
         if token is None:
             self._store.delete_matching("rule-history:*")
-            self._store.client.delete(
-                self._keys[0], self._keys[1], self._store.key("rule-counts"), self._store.key("rule-ids")
-            )
+            self._store.client.delete(self._keys[0], self._keys[1], self._store.key("rule-counts"))
             self._store.client.incr(RULES_VERSION)
             self._store.view.forget()
             return
-        self._delete([rule.id for rule in self._current() if rule.spec.get("token") == token])
+        self._delete([rule for rule in self._current() if rule.spec.get("token") == token])
 
     def __bool__(self) -> bool:
         return bool(self._current())
@@ -137,15 +140,15 @@ class RedisRuleBook:
                 decision.fired.append(rule)
         return decision
 
-    def _delete(self, rule_ids: list[str]) -> None:
-        if not rule_ids:
+    def _delete(self, rules: list[SharedRule]) -> None:
+        if not rules:
             return
         pipe = self._store.client.pipeline(transaction=True)
-        pipe.hdel(self._keys[0], *rule_ids)
-        for rule_id in rule_ids:
-            pipe.lrem(self._keys[1], 0, rule_id)
-            pipe.hdel(self._store.key("rule-counts"), f"{rule_id}:matched", f"{rule_id}:fired")
-            pipe.delete(self._store.key("rule-history", rule_id))
+        pipe.hdel(self._keys[0], *(rule.id for rule in rules))
+        for rule in rules:
+            pipe.lrem(self._keys[1], 0, rule.id)
+            pipe.hdel(self._store.key("rule-counts"), f"{rule.number}:matched", f"{rule.number}:fired")
+            pipe.delete(self._store.key("rule-history", rule.number))
         pipe.incr(RULES_VERSION)
         pipe.execute()
         self._store.view.forget()
@@ -164,12 +167,12 @@ class RedisRuleBook:
         return [rule.read_counts() for rule in self._current() if token is None or rule.spec.get("token") == token]
 
 
-def _record(rule: Rule) -> bytes:
-    return encode({"spec": rule.spec, "added_at": rule.added_at})
+def _record(rule: Rule, number: str) -> bytes:
+    return encode({"spec": rule.spec, "added_at": rule.added_at, "number": number})
 
 
 def _rule(store: Store, raw: bytes) -> SharedRule:
     record: dict[str, Any] = decode(raw)
     rule = SharedRule(spec=record["spec"], id=record["spec"]["id"], added_at=record["added_at"])
-    rule.store = store
+    rule.store, rule.number = store, record["number"]
     return rule
