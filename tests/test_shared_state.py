@@ -105,8 +105,10 @@ def test_a_namespaced_reset_leaves_other_tokens_alone(pair: Callable[..., Pair],
     reset = httpx.post(second.url("/bria-mock/reset"), json={}, headers={"api_token": first.token})
 
     assert reset.status_code == 200
+    assert first.calls(endpoint="remove_background", token=first.token) == []
     assert poll(first, mine).status_code == 404
     assert poll(first, theirs["request_id"], token="other").status_code == 200
+    assert len(second.calls(endpoint="remove_background", token="other")) == 1
 
 
 def test_a_rule_added_on_one_fake_fires_exactly_its_times_across_both(

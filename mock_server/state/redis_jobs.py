@@ -31,7 +31,7 @@ CLAIM_SECONDS = 120  # a claim outlives the longest processing (PROCESSING_TIMEO
 
 # Drop expired jobs, then the oldest while over the count or the bytes. KEYS: jobs zset, sizes hash,
 # bytes counter. ARGV: prefix, deadline (created at or before: expired), max jobs, max bytes.
-_TRIM_BODY = """
+_DROP = """
 local function drop(id)
   local size = tonumber(redis.call('HGET', KEYS[2], id) or '0')
   redis.call('HDEL', KEYS[2], id)
@@ -40,6 +40,10 @@ local function drop(id)
     ARGV[1] .. 'delivered:' .. id)
   return redis.call('INCRBY', KEYS[3], -size)
 end
+"""
+_TRIM_BODY = (
+    _DROP
+    + """
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])) do drop(id) end
 local total = tonumber(redis.call('GET', KEYS[3]) or '0')
 local count = redis.call('ZCARD', KEYS[1])
@@ -48,7 +52,18 @@ while count > tonumber(ARGV[3]) or (total > tonumber(ARGV[4]) and count > 1) do
   count = count - 1
 end
 """
+)
 _TRIM = _TRIM_BODY + "return count"
+# Drop every job, or one owner's (a reset), atomically. KEYS: those of _TRIM. ARGV: prefix, owner ('': all).
+_CLEAR = (
+    _DROP
+    + """
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if ARGV[2] == '' or redis.call('HGET', ARGV[1] .. 'job:' .. id, 'owner') == ARGV[2] then drop(id) end
+end
+return redis.call('ZCARD', KEYS[1])
+"""
+)
 # Add a job, then trim (one round trip). KEYS: those of _TRIM, then the job. ARGV: those of _TRIM, then the
 # job's id, creation time, bytes held, and its hash's field/value pairs.
 _CREATE = (
@@ -204,25 +219,9 @@ class RedisJobStore:
         return int(self._store.client.get(self._bytes) or 0)
 
     def clear(self, owner: str | None = None) -> None:
-        if owner is None:
-            for pattern in ("job:*", "result:*", "claim:*", "delivered:*"):
-                self._store.delete_matching(pattern)
-            self._store.client.delete(self._index, self._sizes, self._bytes)
-            return
-        for job in self.snapshot():
-            if job.owner == owner:
-                self._drop(job.request_id)
-
-    def _drop(self, request_id: str) -> None:
-        size = int(self._store.client.hget(self._sizes, request_id) or 0)
-        pipe = self._store.client.pipeline(transaction=True)
-        pipe.delete(
-            self._key(request_id), *(self._store.key(kind, request_id) for kind in ("result", "claim", "delivered"))
-        )
-        pipe.zrem(self._index, request_id)
-        pipe.hdel(self._sizes, request_id)
-        pipe.incrby(self._bytes, -size)
-        pipe.execute()
+        """Drop every job, or one owner's, with their results and claims (one script: nothing drifts)."""
+        keys = [self._index, self._sizes, self._bytes]
+        self._store.script("clear-jobs", _CLEAR)(keys=keys, args=[self._store.key(""), owner or ""])
 
     def _trim(self) -> None:
         self._trim_script(keys=[self._index, self._sizes, self._bytes], args=self._trim_args())

@@ -28,24 +28,20 @@ class BoundedList:
         self._keys = [store.key(name), store.key(f"{name}-bytes"), store.key(f"{name}-ids")]
         self._append = store.script("append-bounded", _APPEND)
 
-    def append(self, record: bytes) -> tuple[int, int]:
-        """Add a record; its number and the bytes it is counted at."""
-        number, size = self._append(keys=self._keys, args=[record, self.max_entries, self.max_bytes])
+    def append(self, record: bytes, owner: str | None) -> tuple[int, int]:
+        """Add a record of ``owner``'s namespace; its number and the bytes it is counted at."""
+        args = [f"{owner or '-'} ".encode() + record, self.max_entries, self.max_bytes]
+        number, size = self._append(keys=self._keys, args=args)
         return int(number), int(size)
 
-    def items(self) -> list[bytes]:
-        """Every record as kept: ``<number> <record>``, oldest first."""
-        kept: list[bytes] = self._store.client.lrange(self._keys[0], 0, -1)
-        return kept
+    def items(self) -> list[tuple[int, bytes]]:
+        """Every record with its number, oldest first."""
+        kept = self._store.client.lrange(self._keys[0], 0, -1)
+        return [(int(number), record) for number, _, record in (raw.split(b" ", 2) for raw in kept)]
 
-    def keep_only(self, kept: list[bytes]) -> None:
-        """Replace the records by ``kept`` (some of ``items()``): a namespaced reset."""
-        pipe = self._store.client.pipeline(transaction=True)
-        pipe.delete(self._keys[0])
-        if kept:
-            pipe.rpush(self._keys[0], *kept)
-        pipe.set(self._keys[1], sum(len(raw) for raw in kept))
-        pipe.execute()
+    def clear_owner(self, owner: str | None) -> None:
+        """Drop one namespace's records, atomically (others' records added meanwhile stay)."""
+        self._store.script("clear-owner", _CLEAR_OWNER)(keys=self._keys[:2], args=[owner or "-"])
 
     def clear(self) -> None:
         self._store.client.delete(self._keys[0], self._keys[1])
@@ -73,6 +69,24 @@ return {id, #value}
 """
 
 
+# Drop one owner's records. KEYS: the list, its bytes. ARGV: the owner.
+_CLEAR_OWNER = """
+local kept, total = {}, 0
+for _, value in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  local first = string.find(value, ' ', 1, true)
+  local second = string.find(value, ' ', first + 1, true)
+  if string.sub(value, first + 1, second - 1) ~= ARGV[1] then
+    kept[#kept + 1] = value
+    total = total + #value
+  end
+end
+redis.call('DEL', KEYS[1])
+for index = 1, #kept, 1000 do redis.call('RPUSH', KEYS[1], unpack(kept, index, math.min(index + 999, #kept))) end
+redis.call('SET', KEYS[2], total)
+return #kept
+"""
+
+
 class RedisJournal:
     """``journal.Journal`` on the store."""
 
@@ -85,19 +99,18 @@ class RedisJournal:
         if self.max_entries == 0:
             return None
         fields.pop("body_bytes")
-        entry_id, size = self._list.append(_serialised(fields))
+        entry_id, size = self._list.append(_serialised(fields), fields["token_id"])
         return Entry(id=entry_id, size=size, **fields)
 
     def entries(self, **criteria: Any) -> list[Entry]:
-        found = [_entry(raw) for raw in self._list.items()]
+        found = [_entry(number, raw) for number, raw in self._list.items()]
         return [entry for entry in found if matches(entry, criteria, self.namespace_id)]
 
     def clear(self, token: str | None = None) -> None:
         if token is None:
             self._list.clear()
             return
-        owner = self.namespace_id(token)
-        self._list.keep_only([raw for raw in self._list.items() if _entry(raw).token_id != owner])
+        self._list.clear_owner(self.namespace_id(token))
 
     def __len__(self) -> int:
         return len(self._list)
@@ -115,7 +128,7 @@ class RedisWebhookLog:
         self.max_entries, self.max_bytes = self._list.max_entries, self._list.max_bytes
 
     def record(self, **fields: Any) -> Attempt:
-        number, _ = self._list.append(encode(fields))
+        number, _ = self._list.append(encode(fields), fields["namespace"])
         return Attempt(id=number, **fields)
 
     def attempts(
@@ -127,7 +140,7 @@ class RedisWebhookLog:
         delivered: bool | None = None,
         url: str | None = None,
     ) -> list[Attempt]:
-        every = [_attempt(raw) for raw in self._list.items()]
+        every = [Attempt(id=number, **decode(raw)) for number, raw in self._list.items()]
         return filter_attempts(
             every, namespace=namespace, request_id=request_id, status=status, delivered=delivered, url=url
         )
@@ -136,15 +149,10 @@ class RedisWebhookLog:
         if namespace is None:
             self._list.clear()
             return
-        self._list.keep_only([raw for raw in self._list.items() if _attempt(raw).namespace != namespace])
+        self._list.clear_owner(namespace)
 
     def __len__(self) -> int:
         return len(self._list)
-
-
-def _attempt(raw: bytes) -> Attempt:
-    number, _, serialised = raw.partition(b" ")
-    return Attempt(id=int(number), **decode(serialised))
 
 
 def _serialised(fields: dict[str, Any]) -> bytes:
@@ -162,11 +170,10 @@ def _serialised(fields: dict[str, Any]) -> bytes:
 _PAIRS = ("request_header_pairs", "response_header_pairs")
 
 
-def _entry(raw: bytes) -> Entry:
-    entry_id, _, serialised = raw.partition(b" ")
-    record = decode(serialised)
+def _entry(number: int, raw: bytes) -> Entry:
+    record = decode(raw)
     for key in _PAIRS:
         record[key] = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in record[key]]
     if "raw_body" in record:
         record["request_body"] = base64.b64decode(record.pop("raw_body"))
-    return Entry(id=int(entry_id), size=len(raw), **record)
+    return Entry(id=number, size=len(raw), **record)
