@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 # How long a due status poll waits for processing still under way before answering IN_PROGRESS.
 PROCESSING_TIMEOUT_SECONDS = 60.0
+# With a shared store, how often a process processing a job renews its claim (which lapses after
+# redis_jobs.CLAIM_SECONDS: then another process takes the job over).
+CLAIM_RENEW_SECONDS = 3.0
 # With a shared store, how often the scheduler looks whether another process advanced the clock.
 SHARED_CLOCK_LOOK_SECONDS = 0.1
 
@@ -199,7 +202,8 @@ class BriaBackend:
         return the 200 body, or raise the error its outcome carries."""
         await self._run(job)
         outcome = job.outcome
-        assert outcome is not None
+        if outcome is None:  # (its work is the request's own: only a shared store's reset can take it)
+            raise ServerError("the job was reset while it was processed")
         self.deliver(job)
         if outcome.state is not JobState.COMPLETED:
             raise outcome.error or ServerError("processing failed")
@@ -215,22 +219,52 @@ class BriaBackend:
         if job.outcome is not None or job.sync:
             return
         if self.jobs.shared:
-            if self.jobs.claim(job.request_id):
-                await self._run(job)
-            else:
-                job.outcome = await self.jobs.wait_outcome(job.request_id, PROCESSING_TIMEOUT_SECONDS)
+            await self._process_shared(job)
             return
         if job.task is None:
-            job.task = asyncio.get_running_loop().create_task(self._run(job))
-            self._tasks.add(job.task)
-            job.task.add_done_callback(self._tasks.discard)
+            job.task = self._start(self._run(job))
         await asyncio.wait({job.task}, timeout=PROCESSING_TIMEOUT_SECONDS)
+
+    async def _process_shared(self, job: Job) -> None:
+        """Claim the job and process it, or wait for the process that claimed it; a claim whose process
+        stopped renewing it (it died) lapses, and the next to look claims the job itself."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PROCESSING_TIMEOUT_SECONDS
+        while job.outcome is None and (left := deadline - loop.time()) > 0:
+            if self.jobs.claim(job.request_id):
+                # A task of its own, as in memory: a poll that leaves does not stop the processing.
+                await asyncio.wait({self._start(self._run_claimed(job))}, timeout=left)
+                return
+            job.outcome = await self.jobs.wait_outcome(job.request_id, left)
+
+    async def _run_claimed(self, job: Job) -> None:
+        """Process a claimed job, renewing the claim while it runs (however long it waits for pixels)."""
+        renewal = self._start(self._renew_claim(job.request_id))
+        try:
+            await self._run(job)
+        finally:
+            renewal.cancel()
+
+    async def _renew_claim(self, request_id: str) -> None:
+        while True:
+            await asyncio.sleep(CLAIM_RENEW_SECONDS)
+            self.jobs.renew_claim(request_id)
+
+    def _start(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """A task of this backend's, cancelled at shutdown."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _run(self, job: Job) -> None:
         """Process a job to its outcome, in the thread pool; a bug ends it UNKNOWN, never lost."""
+        order = self.jobs.work_of(job)
+        if order is None:  # (on a shared store: ended by another process meanwhile, or gone with a reset)
+            current = self.jobs.get(job.request_id)
+            job.outcome = current.outcome if current is not None else None
+            return
         try:
-            order = self.jobs.work_of(job)
-            assert order is not None, "a job without an outcome has its work"
             outcome = await run_in_threadpool(self.run_order, order, job)
         except Exception as exc:  # as a real 500 would
             self.crashes.record(exc, f"while processing job {job.request_id}")

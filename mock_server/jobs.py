@@ -225,6 +225,9 @@ class JobStore:
         """Whether this process may process the job (a shared store lets only one; here: its task decides)."""
         return True
 
+    def renew_claim(self, request_id: str) -> None:
+        """(A shared store's: keep this process's claim while it processes the job.)"""
+
     def claim_delivery(self, request_id: str) -> bool:
         """Whether this process delivers the job's webhook (here the one process that accepted it)."""
         return True

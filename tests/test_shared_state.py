@@ -371,3 +371,18 @@ def test_rules_added_together_with_one_id_are_refused(
     assert answer.status_code == 400
     assert "id twice is given to more than one" in answer.json()["error"]["details"]
     assert httpx.get(f"{server.base_url}/bria-mock/rules").json()["rules"] == []
+
+
+def test_a_job_whose_claimant_died_is_taken_over_when_its_claim_lapses(
+    pair: Callable[..., Pair], state_url: str, tiny_jpeg: str
+) -> None:
+    import redis
+
+    first, second = pair(progress_polls=0)
+    request_id = submit(first, tiny_jpeg).json()["request_id"]
+    with redis.Redis.from_url(state_url) as store:  # as a process that claimed the job and died would leave it
+        store.set(f"bria-mock:claim:{request_id}", "gone:1", ex=1)
+
+    answer = httpx.get(second.url(f"/v2/status/{request_id}"), headers={"api_token": second.token}, timeout=20)
+
+    assert answer.json()["status"] == "COMPLETED"  # (before: IN_PROGRESS after waiting a minute)

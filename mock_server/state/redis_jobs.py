@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 
 # How often a poll waiting for another process's processing looks for the outcome.
 WAIT_STEP_SECONDS = 0.01
-CLAIM_SECONDS = 120  # a claim outlives the longest processing (PROCESSING_TIMEOUT_SECONDS is 60)
+# A claim lapses unless renewed (backend.CLAIM_RENEW_SECONDS): a process that dies while processing a job
+# holds it up this long at most.
+CLAIM_SECONDS = 10
 
 # Drop expired jobs, then the oldest while over the count or the bytes. KEYS: jobs zset, sizes hash,
 # bytes counter. ARGV: prefix, deadline (created at or before: expired), max jobs, max bytes.
@@ -162,7 +164,9 @@ class RedisJobStore:
         return None if job.created_at <= self._deadline() else (job, polls - 1)
 
     def work_of(self, job: Job) -> WorkOrder | None:
-        """The job's work order, with its input images (read only to process it)."""
+        """The job's work order, with its input images (read only to process it, unless this process made it)."""
+        if job.work is not None:
+            return job.work
         fields = self._store.client.hgetall(self._key(job.request_id))
         return _work(decode(fields[b"work"]), fields) if b"work" in fields else None
 
@@ -174,20 +178,28 @@ class RedisJobStore:
         claimed = self._store.client.set(self._store.key("claim", request_id), process_id(), nx=True, ex=CLAIM_SECONDS)
         return bool(claimed)
 
+    def renew_claim(self, request_id: str) -> None:
+        """Keep this process's claim on the job while it processes it."""
+        self._store.client.expire(self._store.key("claim", request_id), CLAIM_SECONDS)
+
     def claim_delivery(self, request_id: str) -> bool:
         """Whether this process delivers the job's webhook: the first to ask, of all processes."""
         key = self._store.key("delivered", request_id)
         return bool(self._store.client.set(key, process_id(), nx=True, ex=max(1, int(self._ttl))))
 
     async def wait_outcome(self, request_id: str, timeout: float) -> Outcome | None:
-        """The outcome another process is computing, once it is there (None: not within ``timeout``)."""
+        """The outcome another process is computing, once it is there; None when it is not there within
+        ``timeout``, or when the claim has lapsed without one (its process died: claim the job again)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            raw = self._store.client.hget(self._key(request_id), "outcome")
+            pipe = self._store.client.pipeline(transaction=False)
+            pipe.hget(self._key(request_id), "outcome")
+            pipe.exists(self._store.key("claim", request_id))
+            raw, claimed = pipe.execute()
             if raw is not None:
                 return _outcome(decode(raw))
-            if loop.time() >= deadline:
+            if not claimed or loop.time() >= deadline:
                 return None
             await asyncio.sleep(WAIT_STEP_SECONDS)
 
