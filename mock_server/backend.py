@@ -60,7 +60,10 @@ class BriaBackend:
         self.crashes = CrashLog()
         self.playback: Playback | None = None  # a recording that answers first (serve --playback)
         look_every = SHARED_CLOCK_LOOK_SECONDS if self.state.shared else None
-        self.scheduler = Scheduler(self.clock, self.crashes.record, refresh=self.state.refresh, look_every=look_every)
+        resets = self.state.resets if self.state.shared else None
+        self.scheduler = Scheduler(
+            self.clock, self.crashes.record, refresh=self.state.refresh, look_every=look_every, resets=resets
+        )
         self.clock.on_advance(self.scheduler.wake)  # advancing the clock runs what falls due
         self.webhooks = Webhooks(
             settings, self.clock, self.scheduler, self.rules, self.state.webhook_log, self.namespace_id
@@ -76,6 +79,7 @@ class BriaBackend:
         A full reset keeps the rules of the rules file (they are part of the configuration).
         """
         namespace = self.namespace_id(token) if token is not None else None
+        self.state.resets.mark(namespace)  # other processes drop what they scheduled before it
         self.jobs.clear(namespace)
         self.scheduler.clear(namespace)
         self.webhooks.clear(namespace)
@@ -184,7 +188,6 @@ class BriaBackend:
         job = self.jobs.get(accepted.request_id)
         if job is None or (not self.jobs.shared and job is not accepted):
             return  # expired, or gone with a reset
-        job.webhook = accepted.webhook  # (a shared store's copy does not carry it)
         await self._process(job)
         while job.outcome is None and job.task is not None:  # (processing over a minute: keep waiting)
             await asyncio.wait({job.task})
@@ -310,6 +313,7 @@ class BriaBackend:
         due = self.progression.due(job, self.clock.now(), polls_before)
         if due:
             await self._process(job)
+            self.deliver(job)  # a webhook job ended by a poll (any process's): delivered once, by the first
         if not due or job.outcome is None:
             return {"request_id": request_id, "status": JobState.IN_PROGRESS.value}
         return self.status_body(request_id, job.outcome)

@@ -138,6 +138,7 @@ class Job:
     by_clock: bool = False
     ends_at: float | None = None
     webhook: WebhookTarget | None = dataclasses.field(default=None, repr=False)
+    delivered: bool = False  # its webhook is on its way (in memory: a shared store keeps its own mark)
 
     @property
     def pending_bytes(self) -> int:
@@ -229,8 +230,13 @@ class JobStore:
         """(A shared store's: keep this process's claim while it processes the job.)"""
 
     def claim_delivery(self, request_id: str) -> bool:
-        """Whether this process delivers the job's webhook (here the one process that accepted it)."""
-        return True
+        """Whether the caller delivers the job's webhook: the first to ask (a poll or the schedule)."""
+        with self._lock:
+            job = self._jobs.get(request_id)
+            if job is None or job.delivered:
+                return False
+            job.delivered = True
+            return True
 
     async def wait_outcome(self, request_id: str, timeout: float) -> Outcome | None:
         """(A shared store's: the outcome another process computes.) Here the job's own task is awaited."""

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mock_server.jobs import Clock
+    from mock_server.state import Resets
 
 Work = Callable[[], Coroutine[Any, Any, None]]
 
@@ -29,6 +30,7 @@ class _Entry:
     order: int
     owner: str | None = dataclasses.field(compare=False)  # a namespace id, for a namespaced reset
     work: Work = dataclasses.field(compare=False)
+    stamp: object = dataclasses.field(compare=False, default=None)  # the resets it came after
 
 
 def cancel_from_any_thread(task: asyncio.Task[Any]) -> None:
@@ -48,6 +50,7 @@ class Scheduler:
         *,
         refresh: Callable[[], None] = lambda: None,
         look_every: float | None = None,
+        resets: Resets | None = None,
     ) -> None:
         self._clock = clock
         self._on_crash = on_crash
@@ -55,6 +58,8 @@ class Scheduler:
         # store the scheduler reads the clock again (``refresh``) at least every ``look_every`` seconds.
         self._refresh = refresh
         self._look_every = look_every
+        # Resets made by other processes (a shared store): work scheduled before one is dropped when due.
+        self._resets = resets
         self._heap: list[_Entry] = []
         self._order = itertools.count()
         self._lock = threading.Lock()
@@ -77,8 +82,9 @@ class Scheduler:
     def at(self, due: float, work: Work, owner: str | None = None) -> None:
         """Run ``work`` once the fake's clock reaches ``due`` (on the running loop)."""
         self.start()  # an app served without a lifespan (in-process) starts it on first use
+        stamp = self._resets.stamp(owner) if self._resets is not None else None
         with self._lock:
-            heapq.heappush(self._heap, _Entry(due, next(self._order), owner, work))
+            heapq.heappush(self._heap, _Entry(due, next(self._order), owner, work, stamp))
         self.wake()
 
     def wake(self) -> None:
@@ -117,6 +123,9 @@ class Scheduler:
             self._wake.clear()
             self._refresh()
             for entry in self._pop_due():
+                if self._resets is not None and not self._resets.current(entry.owner, entry.stamp):
+                    self._finished_entry()  # a reset came since it was scheduled: dropped
+                    continue
                 task = asyncio.get_running_loop().create_task(entry.work())
                 self._running[task] = entry.owner
                 task.add_done_callback(self._finished)
@@ -140,9 +149,12 @@ class Scheduler:
             return min(delay, self._look_every)
         return delay
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._running.pop(task, None)
+    def _finished_entry(self) -> None:
         with self._lock:
             self._in_flight -= 1
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.pop(task, None)
+        self._finished_entry()
         if not task.cancelled() and task.exception() is not None:
             self._on_crash(task.exception(), "while running scheduled work")  # type: ignore[arg-type]

@@ -186,7 +186,7 @@ def test_an_upload_on_one_fake_is_served_by_the_other(pair: Callable[..., Pair],
     assert served.headers["content-type"] == "image/jpeg"
 
 
-def test_a_webhook_job_is_delivered_once_whichever_fake_ends_it(
+def test_a_webhook_job_ended_by_a_poll_on_the_other_fake_is_delivered_once(
     pair: Callable[..., Pair], bria_webhook_receiver: WebhookReceiver, tiny_jpeg: str
 ) -> None:
     first, second = pair(progress_polls=0)
@@ -386,3 +386,21 @@ def test_a_job_whose_claimant_died_is_taken_over_when_its_claim_lapses(
     answer = httpx.get(second.url(f"/v2/status/{request_id}"), headers={"api_token": second.token}, timeout=20)
 
     assert answer.json()["status"] == "COMPLETED"  # (before: IN_PROGRESS after waiting a minute)
+
+
+def test_a_reset_on_one_fake_drops_the_deliveries_the_other_scheduled(
+    pair: Callable[..., Pair], bria_webhook_receiver: WebhookReceiver, tiny_jpeg: str
+) -> None:
+    first, second = pair(progress_polls=0)
+    second.add_rule(endpoint="webhook", action={"type": "delay", "ms": 60_000})
+    request_id = submit(second, tiny_jpeg, webhook_url=bria_webhook_receiver.url).json()["request_id"]
+    time.sleep(0.3)  # (its job ends at once; its delivery waits a minute on the fake's clock)
+    assert second.webhooks(request_id=request_id) == []
+
+    first.reset()
+    first.advance(120)
+    time.sleep(0.5)  # (the other fake's scheduler looks at the shared clock every 0.1 s)
+    second.wait_for_webhooks()
+
+    assert bria_webhook_receiver.received(request_id) == []
+    assert second.webhooks(request_id=request_id) == []

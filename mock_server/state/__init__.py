@@ -18,8 +18,9 @@ clock         ``jobs.Clock``                      ``state.redis_small.SharedCloc
 What must be exact across processes (a rule's ``times``, a bucket's tokens, a job processed once, a
 webhook delivered once, the journal's bounds) is one atomic operation on the server (a script or
 ``SET NX``), never a read-modify-write in Python. What stays per process: the crash log, the
-scheduler (a webhook job is delivered by the process that accepted it, or whichever ends it first),
-and the inspector's recent inputs.
+scheduler (a webhook job's end is scheduled by the process that accepted it; a due poll on any
+process may end it first, and whichever does delivers it, once; a reset anywhere drops the work
+every process scheduled before it), and the inspector's recent inputs.
 """
 
 from __future__ import annotations
@@ -123,6 +124,27 @@ class Attempts(Protocol):
     def __len__(self) -> int: ...
 
 
+class Resets(Protocol):
+    """Marks of resets, so that work another process scheduled before a reset is dropped when due."""
+
+    def stamp(self, owner: str | None) -> object: ...
+    def current(self, owner: str | None, stamp: object) -> bool: ...
+    def mark(self, owner: str | None) -> None: ...
+
+
+class LocalResets:
+    """In memory there is one process: a reset clears its scheduler itself, nothing to mark."""
+
+    def stamp(self, owner: str | None) -> object:
+        return None
+
+    def current(self, owner: str | None, stamp: object) -> bool:
+        return True
+
+    def mark(self, owner: str | None) -> None:
+        pass
+
+
 class RateLimits(Protocol):
     """Rate-limit buckets (see ``ratelimit.RateLimiter``)."""
 
@@ -161,6 +183,7 @@ class State:
     limiter: RateLimits
     uploads: UploadedImages
     webhook_log: Attempts
+    resets: Resets = dataclasses.field(default_factory=LocalResets)
     shared: bool = False
     namespace_id: NamespaceId = ids.namespace_id  # a token's namespace id, as this state keys it
     close: Callable[[], None] = lambda: None  # releases the store's connections

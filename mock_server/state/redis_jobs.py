@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from mock_server.config import Settings
     from mock_server.jobs import Clock
     from mock_server.state.redis_store import Store
+    from mock_server.webhooks import WebhookTarget
 
 # How often a poll waiting for another process's processing looks for the outcome.
 WAIT_STEP_SECONDS = 0.01
@@ -261,6 +262,7 @@ def _meta(job: Job) -> bytes:
             "sync": job.sync,
             "by_clock": job.by_clock,
             "ends_at": job.ends_at,
+            "webhook": _webhook_json(job.webhook),
         }
     )
 
@@ -278,10 +280,28 @@ def _job(request_id: str, meta_json: bytes, polls: int, outcome: bytes | None) -
         polls=polls,
         by_clock=meta["by_clock"],
         ends_at=meta["ends_at"],
+        webhook=_webhook(meta.get("webhook"), meta["created_at"]),
     )
     if outcome is not None:
         job.outcome = _outcome(decode(outcome))
     return job
+
+
+def _webhook_json(target: WebhookTarget | None) -> dict[str, Any] | None:
+    """Where the job's webhook goes (its token signs it): whichever process ends the job delivers it."""
+    if target is None:
+        return None
+    return {"url": target.url, "token": target.token, "rules": [rule.spec for rule in target.header_rules]}
+
+
+def _webhook(record: dict[str, Any] | None, now: float) -> WebhookTarget | None:
+    from mock_server.rules import parse_rule
+    from mock_server.webhooks import WebhookTarget
+
+    if record is None:
+        return None
+    rules = tuple(parse_rule(spec, now, spec.get("id", "header")) for spec in record["rules"])
+    return WebhookTarget(record["url"], record["token"], rules)
 
 
 def _work_spec(work: WorkOrder) -> bytes:

@@ -43,6 +43,30 @@ class SharedClock(Clock):
             listener()
 
 
+class SharedResets:
+    """Reset marks on the store: a count of full resets, and one per namespace. Work scheduled in any
+    process carries the marks of its time, and is dropped when due if a reset came since."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._full, self._namespaced = store.key("resets"), store.key("namespace-resets")
+
+    def stamp(self, owner: str | None) -> object:
+        pipe = self._store.client.pipeline(transaction=False)
+        pipe.get(self._full)
+        pipe.hget(self._namespaced, owner or "")
+        return tuple(pipe.execute())
+
+    def current(self, owner: str | None, stamp: object) -> bool:
+        return self.stamp(owner) == stamp
+
+    def mark(self, owner: str | None) -> None:
+        if owner is None:
+            self._store.client.incr(self._full)
+        else:
+            self._store.client.hincrby(self._namespaced, owner, 1)
+
+
 # A token bucket, refilled continuously, taken atomically: every process spends from the same tokens.
 # KEYS: the bucket, the index of buckets. ARGV: now, limit, the bucket's name in the index, at most kept.
 _TAKE = """

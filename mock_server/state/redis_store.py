@@ -143,7 +143,7 @@ def open_shared_state(settings: Settings) -> State:
     from mock_server.state.redis_jobs import RedisJobStore
     from mock_server.state.redis_journal import RedisJournal, RedisWebhookLog
     from mock_server.state.redis_rules import RedisRuleBook
-    from mock_server.state.redis_small import RedisRateLimiter, RedisUploads, SharedClock
+    from mock_server.state.redis_small import RedisRateLimiter, RedisUploads, SharedClock, SharedResets
 
     store = Store(settings.state)
     clock = SharedClock(store)
@@ -157,6 +157,7 @@ def open_shared_state(settings: Settings) -> State:
         webhook_log=RedisWebhookLog(
             store, max_entries=settings.webhook_log_max_entries, max_bytes=settings.webhook_log_max_bytes
         ),
+        resets=SharedResets(store),
         shared=True,
         namespace_id=store.namespace_id,
         close=store.close,
