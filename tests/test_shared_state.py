@@ -404,3 +404,14 @@ def test_a_reset_on_one_fake_drops_the_deliveries_the_other_scheduled(
 
     assert bria_webhook_receiver.received(request_id) == []
     assert second.webhooks(request_id=request_id) == []
+
+
+def test_the_inspector_shows_a_result_made_on_the_other_fake(pair: Callable[..., Pair], tiny_jpeg: str) -> None:
+    first, second = pair(progress_polls=0)
+    request_id = submit(first, tiny_jpeg).json()["request_id"]
+    assert poll(first, request_id).json()["status"] == "COMPLETED"
+
+    (job,) = httpx.get(second.url("/bria-mock/jobs")).json()["jobs"]
+    image = httpx.get(second.url(job["result_url"]))
+
+    assert image.status_code == 200 and image.content.startswith(b"\x89PNG")

@@ -32,7 +32,7 @@ def job_view(job: Job, backend: BriaBackend) -> dict[str, Any]:
         "result_url": None,
         "error": outcome.error.as_object() if outcome and outcome.error else None,
     }
-    if outcome is not None and outcome.image is not None:
+    if outcome is not None and outcome.result is not None and "image_url" in outcome.result:  # (it made an image)
         view["result_url"] = f"/bria-mock/jobs/{job.request_id}/result.png"
     return view
 

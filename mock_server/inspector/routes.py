@@ -118,9 +118,10 @@ async def job_result(request: Request) -> Response:
     """A job's result image, read without going through the API (no journal entry, no rule)."""
     backend = checked_backend(request)
     job = _job(request, backend)
-    if job.outcome is None or job.outcome.image is None:
+    image = backend.jobs.result_image(job.request_id)  # (from the store, wherever the job was processed)
+    if image is None:
         raise ImageNotFound(f"job {job.request_id} has no result image")
-    return Response(job.outcome.image, media_type="image/png", headers={"X-Content-Type-Options": "nosniff"})
+    return Response(image, media_type="image/png", headers={"X-Content-Type-Options": "nosniff"})
 
 
 def _entry(request: Request, backend: BriaBackend) -> Entry:
