@@ -9,12 +9,12 @@ from collections.abc import Callable
 from mock_server.errors import PayloadTooLarge
 from mock_server.jobs import MAX_ADVANCE_SECONDS, Clock
 from mock_server.ratelimit import MAX_BUCKETS
-from mock_server.state.redis_store import LIMIT, NO_LIMIT, OFFSET, Store, wall_clock
+from mock_server.state.redis_store import LIMIT, NO_LIMIT, OFFSET, Store
 from mock_server.uploads import MAX_UPLOAD_BYTES, MAX_UPLOADS
 
 
 class SharedClock(Clock):
-    """The fake's clock for every process: wall-clock time plus an offset kept in the store.
+    """The fake's clock for every process: the store's time plus an offset kept in the store.
 
     Advancing it on one process moves it for all (the next request anywhere reads the new offset).
     """
@@ -24,7 +24,7 @@ class SharedClock(Clock):
         self._store = store
 
     def now(self) -> float:
-        return wall_clock() + self._store.view.values()[0]
+        return self._store.view.now() + self._store.view.values()[0]
 
     @property
     def offset(self) -> float:

@@ -78,27 +78,46 @@ class Store:
         self.client.close()
 
 
-class SharedView:
-    """The clock's offset, the rules' version and the rate limit, read once per request.
+# The store's time and the shared values, in one round trip. KEYS: offset, rules version, rate limit.
+_VIEW = """
+local time = redis.call('TIME')
+return {time[1], time[2], redis.call('GET', KEYS[1]) or '0', redis.call('GET', KEYS[2]) or '0',
+  redis.call('GET', KEYS[3]) or ''}
+"""
 
-    A request is served by one asyncio task: the first read in a task fetches the three values in
-    one round trip and the task's later reads reuse them; another task (the next request) fetches
-    them again, so a change made by any process is seen by the next request everywhere.
+
+class SharedView:
+    """The store's time, the clock's offset, the rules' version and the rate limit, read once per request.
+
+    A request is served by one asyncio task: the first read in a task fetches the values in one round
+    trip and the task's later reads reuse them; another task (the next request) fetches them again,
+    so a change made by any process is seen by the next request everywhere. Time is the store's (its
+    ``TIME``, carried forward by this process's monotonic clock between reads): hosts whose own clocks
+    differ still agree on when a job was made and when it expires.
     """
 
     def __init__(self, store: Store) -> None:
         self._store = store
+        self._script = store.client.register_script(_VIEW)
         self._owner: object = None
         self._values: tuple[float, int, str] = (0.0, 0, NO_LIMIT)
+        self._time = (0.0, 0.0)  # (the store's seconds, this process's monotonic seconds) at the last read
 
     def values(self) -> tuple[float, int, str]:
         """(clock offset, rules version, rate limit) as the current request sees them."""
         owner = _current_task()
         if owner is None or owner is not self._owner:
-            offset, version, limit = self._store.client.mget(OFFSET, RULES_VERSION, LIMIT)
-            self._values = (float(offset or 0), int(version or 0), (limit or b"").decode() or NO_LIMIT)
+            seconds, micros, offset, version, limit = self._script(keys=[OFFSET, RULES_VERSION, LIMIT])
+            self._time = (int(seconds) + int(micros) / 1e6, time.monotonic())
+            self._values = (float(offset), int(version), limit.decode() or NO_LIMIT)
             self._owner = owner
         return self._values
+
+    def now(self) -> float:
+        """The store's time now, in seconds (as read with the values, plus what has passed here since)."""
+        self.values()
+        at_store, at_here = self._time
+        return at_store + (time.monotonic() - at_here)
 
     def forget(self) -> None:
         """Read again at the next use (after this process changed one of the values)."""
@@ -129,11 +148,6 @@ def decode(raw: bytes) -> Any:
     if raw[:1] == _STDLIB_JSON:
         return json.loads(raw[1:])
     return orjson.loads(raw)
-
-
-def wall_clock() -> float:
-    """Seconds the processes of a shared fake agree on (hosts too): wall-clock time, not monotonic."""
-    return time.time()
 
 
 def open_shared_state(settings: Settings) -> State:
