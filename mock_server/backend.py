@@ -268,7 +268,8 @@ class BriaBackend:
             job.outcome = current.outcome if current is not None else None
             return
         try:
-            outcome = await run_in_threadpool(self.run_order, order, job)
+            async with self.pixel_budget.reserved(_pixels_of(order), wait=None):  # (waits on the loop)
+                outcome = await run_in_threadpool(self.run_order, order, job)
         except Exception as exc:  # as a real 500 would
             self.crashes.record(exc, f"while processing job {job.request_id}")
             outcome = Outcome(JobState.UNKNOWN, error=ServerError("processing failed"))
@@ -351,3 +352,10 @@ class BriaBackend:
             upload = self.uploaded(path.removeprefix(UPLOADS_PATH))
             return upload[0] if upload else None
         return sample_file(path)
+
+
+def _pixels_of(order: WorkOrder) -> int:
+    """The decoded pixels a job's processing holds."""
+    from mock_server.operations import operation
+
+    return operation(order.operation).decoded_pixels(order.options, order.inputs)

@@ -114,24 +114,36 @@ class PixelBudget:
                 self._waiting -= 1
 
     @contextlib.asynccontextmanager
-    async def reserved(self, pixels: int, *, wait: float) -> AsyncIterator[None]:
-        """Reserve ``pixels`` on the event loop for a sync call's job (waiting at most ``wait``
-        seconds, then 503); the job's processing in this context takes nothing more."""
-        if pixels < SMALL_WORK_PIXELS:
+    async def reserved(self, pixels: int, *, wait: float | None) -> AsyncIterator[None]:
+        """Reserve ``pixels`` on the event loop for a job's processing (waiting at most ``wait``
+        seconds, then 503; None: as long as the queue ahead takes); the processing in this context
+        takes nothing more. Waiting here, not in a worker thread, keeps the thread pool for work."""
+        if pixels < SMALL_WORK_PIXELS or _reserved_by_caller.get() >= pixels:  # (small, or reserved already)
             yield
             return
         share = self._share(pixels)
-        deadline = time.monotonic() + wait
-        while not self._try_take(share):
-            if time.monotonic() >= deadline:
-                raise busy("images", pixels, wait)
-            await asyncio.sleep(_POLL_SECONDS)
+        await self._wait_on_loop(share, pixels, wait)
         token = _reserved_by_caller.set(pixels)
         try:
             yield
         finally:
             _reserved_by_caller.reset(token)
             self._give_back(share, pixels)
+
+    async def _wait_on_loop(self, share: int, pixels: int, wait: float | None) -> None:
+        if self._try_take(share):
+            return
+        deadline = None if wait is None else time.monotonic() + wait
+        with self._changed:
+            self._waiting += 1
+        try:
+            while not self._try_take(share):
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise busy("images", pixels, wait or 0.0)
+                await asyncio.sleep(_POLL_SECONDS)
+        finally:
+            with self._changed:
+                self._waiting -= 1
 
     @contextlib.contextmanager
     def held_for_job(self, pixels: int) -> Iterator[None]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -229,9 +230,11 @@ def test_threads_waiting_for_pixels_never_starve_the_thread_pool(
     with ThreadPoolExecutor(45) as pool, httpx.Client(headers=client.headers, timeout=60) as polls:
         answers = [pool.submit(polls.get, url) for url in status_urls]
         _wait_until(lambda: budget.waiting == 45)
+        waiting_threads = threading.active_count() - 45  # (less this test's own 45 polling threads)
         small = client.post(REMOVE, json={"image": b64(flat_jpeg(64, 64)), "sync": True}, timeout=10)
         held.release()
         statuses = [answer.result(timeout=60).json()["status"] for answer in answers]
+    assert waiting_threads < 40  # the jobs wait on the event loop, not each in a worker thread
 
     assert small.status_code == 200
     assert statuses == ["COMPLETED"] * 45
