@@ -10,12 +10,14 @@ Every server is its own process on a free loopback port, started as its users st
 - **bria-mock**: ``python -m mock_server serve --port P`` (the README's command: default settings,
   uvicorn's access log on, output to /dev/null), plus ``--workers 2`` and ``--state redis://...``
   (a private server from :class:`mock_server.state_server.PrivateStateServer`). A row whose option
-  this checkout does not have yet, or does not act on, is reported "not available".
+  this checkout does not have yet, or does not act on, is reported "not available". One more row,
+  not as users run it, serves the fake with ``serve.py fake`` (access log off): what that log costs.
 - **bare Starlette**: ``serve.py baseline`` on the fake's stack (uvloop + httptools) with the same
   uvicorn logging as ``bria-mock serve`` (level info, access log on).
 
 Each round runs every server on each route, back to back, with the same wrk (or Python client)
-settings and the same request body as ``run.py``'s scenarios.
+settings and the same request body as ``run.py``'s scenarios; a first round of 10 s per server and
+route warms them up (WireMock's JIT) and is not reported.
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ HERE = Path(__file__).resolve().parent
 WIREMOCK_CACHE = Path.home() / ".cache" / "bria-mock" / "wiremock"
 READY_TIMEOUT = 60.0
 WORKERS_TIMEOUT = 10.0  # after the first answer, for the workers to show as processes
+# Every server's first round on each route, not reported: WireMock's JVM compiles its hot code over
+# the first seconds of load (its first 3-second run measured a tenth of its later ones), and the
+# Python servers get the same warm-up.
+WARM_UP_SECONDS = 10.0
 ZEROS = "0" * 32
 
 
@@ -265,9 +271,10 @@ def new_job_id(base_url: str, image: bytes) -> str:
 
 
 @contextmanager
-def baseline(loop: str, http: str) -> Iterator[str]:
-    """The bare Starlette app on the given stack, logging as ``bria-mock serve`` does."""
-    command = [sys.executable, str(HERE / "serve.py"), "baseline", "--loop", loop, "--http", http, "--log-like-serve"]
+def baseline(loop: str, http: str, app: str = "baseline", like_serve: bool = True) -> Iterator[str]:
+    """The bare Starlette app (or ``app``) on the given stack, logging as ``bria-mock serve`` does (or not at all)."""
+    command = [sys.executable, str(HERE / "serve.py"), app, "--loop", loop, "--http", http]
+    command += ["--log-like-serve"] if like_serve else []
     started = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         assert started.stdout is not None
@@ -285,6 +292,7 @@ def baseline(loop: str, http: str) -> Iterator[str]:
 ROWS = (
     "WireMock",
     "bria-mock, 1 process",
+    "bria-mock, 1 process, access log off",
     "bria-mock, --workers 2 (shared state)",
     "bria-mock, 1 process, --state redis://",
     "bare Starlette, same stack",
@@ -301,6 +309,8 @@ def run_peers(options: Any, drive: Callable[..., Any]) -> dict[str, Any]:
     starters: dict[str, Callable[[], Any]] = {
         "WireMock": lambda: wiremock(wiremock_jar(options.wiremock_jar), run.SUBMIT_PATH),
         "bria-mock, 1 process": lambda: bria_mock(),
+        # Not as users run it: what uvicorn's access log (on in bria-mock serve) costs, for comparison.
+        "bria-mock, 1 process, access log off": lambda: baseline(options.loop, options.http, "fake", like_serve=False),
         "bria-mock, --workers 2 (shared state)": lambda: bria_mock_workers(2),
         "bria-mock, 1 process, --state redis://": bria_mock_redis,
         "bare Starlette, same stack": lambda: baseline(options.loop, options.http),
@@ -326,7 +336,7 @@ def run_peers(options: Any, drive: Callable[..., Any]) -> dict[str, Any]:
                         request = run.get(f"/v2/status/{ZEROS}")
                     expect = 202 if route == "submit" else 200
                     check_once(peer.base_url, request, expect)
-                    result = drive(peer.base_url, request, options, 3.0 if warm_up else options.duration)
+                    result = drive(peer.base_url, request, options, WARM_UP_SECONDS if warm_up else options.duration)
                     if warm_up:
                         continue
                     if result.non_2xx or result.socket_errors:

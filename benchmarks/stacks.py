@@ -53,10 +53,10 @@ def granian_served(app: str) -> Iterator[str]:
     target = "mock_server.app:create_app" if app == "fake" else "baseline_app:create_app"
     command = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--workers", "1", "--loop", "uvloop", "--no-ws", "--log-level", "warning"]
-    command += ["--no-access-log", "--app-dir", str(HERE), target]
+    command += ["--no-access-log", target]
     environment = {k: v for k, v in os.environ.items() if not k.startswith("BRIA_MOCK_")}
     base_url = f"http://127.0.0.1:{port}"
-    with peers.process(command, base_url + "/", env=environment):
+    with peers.process(command, base_url + "/", env=environment, cwd=HERE):  # (baseline_app is imported from here)
         yield base_url
 
 
