@@ -8,12 +8,12 @@ Every server is its own process on a free loopback port, started as its users st
   (request journal on, its own thread pool) and two stub mappings read from its ``mappings`` folder:
   the submit answers 202 with a ``request_id`` and ``status_url``, the status a ``COMPLETED`` body.
 - **bria-mock**: ``python -m mock_server serve --port P`` (the README's command: default settings,
-  uvicorn's access log on, output to /dev/null), plus ``--workers 2`` and ``--state redis://...``
-  (a private server from :class:`mock_server.state_server.PrivateStateServer`). A row whose option
-  this checkout does not have yet, or does not act on, is reported "not available". One more row,
-  not as users run it, serves the fake with ``serve.py fake`` (access log off): what that log costs.
+  output to /dev/null), plus ``--workers 2`` and ``--state redis://...`` (a private server from
+  :class:`mock_server.state_server.PrivateStateServer`). A row whose option this checkout does not
+  have yet, or does not act on, is reported "not available". One more row adds ``--access-log``
+  (a line per request, as uvicorn logs by default): what that line costs.
 - **bare Starlette**: ``serve.py baseline`` on the fake's stack (uvloop + httptools) with the same
-  uvicorn logging as ``bria-mock serve`` (level info, access log on).
+  uvicorn logging as ``bria-mock serve`` (level info, no access log).
 
 Each round runs every server on each route, back to back, with the same wrk (or Python client)
 settings and the same request body as ``run.py``'s scenarios; a first round of 10 s per server and
@@ -271,15 +271,14 @@ def new_job_id(base_url: str, image: bytes) -> str:
 
 
 @contextmanager
-def baseline(loop: str, http: str, app: str = "baseline", like_serve: bool = True) -> Iterator[str]:
-    """The bare Starlette app (or ``app``) on the given stack, logging as ``bria-mock serve`` does (or not at all)."""
-    command = [sys.executable, str(HERE / "serve.py"), app, "--loop", loop, "--http", http]
-    command += ["--log-like-serve"] if like_serve else []
+def baseline(loop: str, http: str) -> Iterator[str]:
+    """The bare Starlette app on the given stack, logging as ``bria-mock serve`` does."""
+    command = [sys.executable, str(HERE / "serve.py"), "baseline", "--loop", loop, "--http", http, "--log-like-serve"]
     started = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         assert started.stdout is not None
         info = json.loads(started.stdout.readline() or "{}")
-        started.stdout.close()  # the first line only: the rest (access log) goes nowhere
+        started.stdout.close()  # the first line only: its log goes nowhere
         base_url = f"http://127.0.0.1:{info['port']}"
         wait_ready(base_url + "/", started)  # type: ignore[arg-type]
         yield base_url
@@ -292,7 +291,7 @@ def baseline(loop: str, http: str, app: str = "baseline", like_serve: bool = Tru
 ROWS = (
     "WireMock",
     "bria-mock, 1 process",
-    "bria-mock, 1 process, access log off",
+    "bria-mock, 1 process, --access-log",
     "bria-mock, --workers 2 (shared state)",
     "bria-mock, 1 process, --state redis://",
     "bare Starlette, same stack",
@@ -309,8 +308,7 @@ def run_peers(options: Any, drive: Callable[..., Any]) -> dict[str, Any]:
     starters: dict[str, Callable[[], Any]] = {
         "WireMock": lambda: wiremock(wiremock_jar(options.wiremock_jar), run.SUBMIT_PATH),
         "bria-mock, 1 process": lambda: bria_mock(),
-        # Not as users run it: what uvicorn's access log (on in bria-mock serve) costs, for comparison.
-        "bria-mock, 1 process, access log off": lambda: baseline(options.loop, options.http, "fake", like_serve=False),
+        "bria-mock, 1 process, --access-log": lambda: bria_mock("--access-log"),
         "bria-mock, --workers 2 (shared state)": lambda: bria_mock_workers(2),
         "bria-mock, 1 process, --state redis://": bria_mock_redis,
         "bare Starlette, same stack": lambda: baseline(options.loop, options.http),

@@ -7,7 +7,7 @@ own (uvloop + httptools, which ``pip install .`` installs); the fake is served t
 ``mock_server.server.uvicorn_config`` as ``bria-mock serve`` serves it, with its deadline on request
 heads. ``--http h11 --loop asyncio`` measures the pure-Python stack instead. The first line on stdout
 is JSON: the port and the event loop and HTTP implementation uvicorn resolved. ``--log-like-serve``
-logs as ``bria-mock serve`` does (level info, access log on, to /dev/null after that first line).
+logs as ``bria-mock serve`` does (level info, no access log; to /dev/null after that first line).
 """
 
 from __future__ import annotations
@@ -38,10 +38,8 @@ def resolved(loop: str, http: str) -> tuple[str, str]:
 
 def server_config(loop: str, http: str, like_serve: bool) -> dict[str, object]:
     """The one set of server settings every benchmarked app runs under."""
-    logging: dict[str, object] = {"access_log": True, "log_level": "info"}
-    if not like_serve:
-        logging = {"access_log": False, "log_level": "warning"}
-    return {"loop": loop, "http": http, "workers": 1, **logging}
+    level = "info" if like_serve else "warning"
+    return {"loop": loop, "http": http, "workers": 1, "access_log": False, "log_level": level}
 
 
 def main() -> None:
@@ -49,7 +47,7 @@ def main() -> None:
     parser.add_argument("app", choices=["fake", "baseline"])
     parser.add_argument("--loop", default="auto")
     parser.add_argument("--http", default="auto")
-    parser.add_argument("--log-like-serve", action="store_true", help="level info, access log on (to /dev/null)")
+    parser.add_argument("--log-like-serve", action="store_true", help="level info, no access log (as bria-mock serve)")
     arguments = parser.parse_args()
     from mock_server import Settings
 
@@ -70,7 +68,7 @@ def main() -> None:
     loop, http = resolved(arguments.loop, arguments.http)
     print(json.dumps({"port": listener.getsockname()[1], "loop": loop, "http": http}), flush=True)
     options = server_config(loop, http, arguments.log_like_serve)
-    if arguments.log_like_serve:  # the access log goes where bria-mock serve's goes in a benchmark: nowhere
+    if arguments.log_like_serve:  # what it logs goes where bria-mock serve's goes in a benchmark: nowhere
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
     if arguments.app == "fake":  # as bria-mock serve runs it: its HTTP protocol, with the deadline on heads
