@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -17,7 +16,6 @@ from starlette.responses import Response
 
 from mock_server.bodies import check_declared_length, is_whole_number, parse_json, read_limited
 from mock_server.errors import BadRequest, Forbidden, ImageNotFound, Unauthorized, UnsupportedMediaType
-from mock_server.ids import namespace_id
 from mock_server.ratelimit import per_minute
 from mock_server.responses import JSONResponse
 from mock_server.routing import Route
@@ -27,6 +25,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
 
     from mock_server.backend import BriaBackend
+    from mock_server.ids import NamespaceId
     from mock_server.rules import Rule
 
 PREFIX = "/bria-mock"
@@ -128,8 +127,9 @@ async def reset(request: Request) -> Response:
 
 
 async def list_rules(request: Request) -> Response:
-    rules = _backend(request).rules.list(_namespace(request))
-    return JSONResponse({"rules": [rule_view(rule) for rule in rules]})
+    backend = _backend(request)
+    rules = backend.rules.list(_namespace(request))
+    return JSONResponse({"rules": [rule_view(rule, backend.namespace_id) for rule in rules]})
 
 
 async def add_rules(request: Request) -> Response:
@@ -139,7 +139,7 @@ async def add_rules(request: Request) -> Response:
     if namespace is not None:  # a namespaced caller's rules match only its own requests
         specs = [{**spec, "token": namespace} if isinstance(spec, dict) else spec for spec in _as_list(specs)]
     added = backend.add_rules(specs)
-    return JSONResponse({"rules": [rule_view(rule) for rule in added]}, status_code=201)
+    return JSONResponse({"rules": [rule_view(rule, backend.namespace_id) for rule in added]}, status_code=201)
 
 
 async def delete_rule(request: Request) -> Response:
@@ -191,7 +191,7 @@ async def webhooks(request: Request) -> Response:
         raise BadRequest(f"delivered: expected true or false, got {delivered!r}")
     namespace = _namespace(request)
     attempts = backend.webhooks.log.attempts(
-        namespace=namespace_id(namespace) if namespace else None,
+        namespace=backend.namespace_id(namespace) if namespace else None,
         request_id=query.get("request_id"),
         status=int(query["status"]) if "status" in query else None,
         delivered=None if delivered is None else delivered == "true",
@@ -218,14 +218,14 @@ async def state(request: Request) -> Response:
     namespace = _namespace(request)
     return JSONResponse(
         {
-            "jobs": backend.jobs.count(namespace_id(namespace) if namespace else None),
-            "rules": [rule_view(rule) for rule in backend.rules.list(namespace)],
+            "jobs": backend.jobs.count(backend.namespace_id(namespace) if namespace else None),
+            "rules": [rule_view(rule, backend.namespace_id) for rule in backend.rules.list(namespace)],
             "journal": len(backend.journal.entries(token=namespace)) if namespace else len(backend.journal),
             "rate_limit": {"per_minute": backend.limiter.limit, "buckets": backend.limiter.state(namespace)},
             "clock": backend.clock.now(),
             # Seconds the clock has been moved forward (POST /bria-mock/clock/advance), for the inspector.
-            "clock_advanced": round(backend.clock.now() - time.monotonic(), 3),
-            "namespace": namespace_id(namespace),
+            "clock_advanced": round(backend.clock.offset, 3),
+            "namespace": backend.namespace_id(namespace),
         }
     )
 
@@ -240,7 +240,7 @@ async def upload(request: Request) -> Response:
     return JSONResponse({"url": f"{str(request.base_url).rstrip('/')}{path}"}, status_code=201)
 
 
-def rule_view(rule: Rule) -> dict[str, Any]:
+def rule_view(rule: Rule, namespace_id: NamespaceId) -> dict[str, Any]:
     """A rule as the controls show it: a rule bound to a token shows that token's namespace id, never the token."""
     view = rule.to_json()
     token = view.pop("token", None)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -17,26 +17,26 @@ from starlette.concurrency import run_in_threadpool
 
 from mock_server.config import Settings
 from mock_server.errors import CrashLog, JobNotFound, ModerationFailed, ServerError, Unauthorized
-from mock_server.ids import namespace_id
-from mock_server.jobs import Clock, Job, JobState, JobStore, JobTimeline, Outcome, Progression
-from mock_server.journal import Journal
-from mock_server.ratelimit import RateLimiter, per_minute
+from mock_server.jobs import Job, JobState, JobTimeline, Outcome, Progression, WorkOrder
+from mock_server.pixel_budget import process_budget
 from mock_server.recent_inputs import RecentInputs
 from mock_server.resolver import RESULTS_PATH, UPLOADS_PATH, InputResolver, sample_file
 from mock_server.responses import JSONResponse
-from mock_server.rules import Rule, RuleBook, load_rules_file, parse_rule
+from mock_server.rules import Rule, load_rules_file, parse_rule
 from mock_server.scheduler import Scheduler, cancel_from_any_thread
+from mock_server.state import open_state
 from mock_server.triggers import JOB_FAILURE_TOKENS, UNSAFE_OUTPUT_MARKER, is_trigger_token, token_error
-from mock_server.uploads import Uploads
 from mock_server.webhooks import Webhooks
 
 if TYPE_CHECKING:
-    from mock_server.operations import Inputs, Operation, Output
+    from mock_server.operations import Inputs, Operation
     from mock_server.playback import Playback
     from mock_server.webhooks import WebhookTarget
 
 # How long a due status poll waits for processing still under way before answering IN_PROGRESS.
 PROCESSING_TIMEOUT_SECONDS = 60.0
+# With a shared store, how often the scheduler looks whether another process advanced the clock.
+SHARED_CLOCK_LOOK_SECONDS = 0.1
 
 
 class BriaBackend:
@@ -44,34 +44,35 @@ class BriaBackend:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.clock = Clock()
         self.progression = Progression(polls=settings.progress_polls, seconds=settings.progress_seconds)
-        self.jobs = JobStore(
-            self.clock,
-            ttl=settings.job_ttl_seconds,
-            max_jobs=settings.max_jobs,
-            max_result_bytes=settings.max_result_bytes,
-        )
-        self.rules = RuleBook()
-        self.journal = Journal(max_entries=settings.journal_max_entries, max_bytes=settings.journal_max_bytes)
-        self.limiter = RateLimiter(self.clock.now, per_minute(settings.rate_limit))
+        self.state = open_state(settings)  # in this process's memory, or on a shared store
+        self.namespace_id = self.state.namespace_id
+        self.clock = self.state.clock
+        self.jobs = self.state.jobs
+        self.rules = self.state.rules
+        self.journal = self.state.journal
+        self.limiter = self.state.limiter
+        self.uploads = self.state.uploads
         self._tasks: set[asyncio.Task[None]] = set()
         self.crashes = CrashLog()
         self.playback: Playback | None = None  # a recording that answers first (serve --playback)
-        self.scheduler = Scheduler(self.clock, self.crashes.record)
+        look_every = SHARED_CLOCK_LOOK_SECONDS if self.state.shared else None
+        self.scheduler = Scheduler(self.clock, self.crashes.record, refresh=self.state.refresh, look_every=look_every)
         self.clock.on_advance(self.scheduler.wake)  # advancing the clock runs what falls due
-        self.webhooks = Webhooks(settings, self.clock, self.scheduler, self.rules)
-        self.uploads = Uploads()
+        self.webhooks = Webhooks(
+            settings, self.clock, self.scheduler, self.rules, self.state.webhook_log, self.namespace_id
+        )
+        self.pixel_budget = process_budget(settings.max_decoding_pixels)  # the process's, shared by its apps
         self.recent_inputs = RecentInputs()  # base64 inputs the journal keeps as digests, for the inspector
         self._initial_rules = load_rules_file(settings.rules_file, self.clock.now()) if settings.rules_file else []
-        self.rules.add(self._initial_rules)
+        self.rules.add_missing(self._initial_rules)  # (a shared store may have them from another process)
 
     def reset(self, token: str | None = None) -> None:
         """Back to new: jobs, rules, journal and rate-limit buckets; or only one token's namespace.
 
         A full reset keeps the rules of the rules file (they are part of the configuration).
         """
-        namespace = namespace_id(token) if token is not None else None
+        namespace = self.namespace_id(token) if token is not None else None
         self.jobs.clear(namespace)
         self.scheduler.clear(namespace)
         self.webhooks.clear(namespace)
@@ -79,7 +80,7 @@ class BriaBackend:
         self.journal.clear(token)
         self.limiter.clear(token)
         if self.playback is not None:  # each recorded sequence starts again from its first answer
-            self.playback.rewind(namespace_id(token) if token is not None else None)
+            self.playback.rewind(self.namespace_id(token) if token is not None else None)
         if token is None:
             self.crashes.clear()
             self.uploads.clear()
@@ -88,7 +89,7 @@ class BriaBackend:
                 cancel_from_any_thread(task)
             self._tasks.clear()
             self.clock.reset()
-            self.rules.add(parse_rule(rule.spec, self.clock.now()) for rule in self._initial_rules)
+            self.rules.add_missing(parse_rule(rule.spec, self.clock.now()) for rule in self._initial_rules)
 
     def add_rules(self, specs: Any) -> list[Rule]:
         """Add rules from their JSON form (one rule or a list); 400 naming the problem."""
@@ -96,12 +97,17 @@ class BriaBackend:
         return self.rules.add([parse_rule(spec, self.clock.now(), self.rules.next_id()) for spec in specs])
 
     async def aclose(self) -> None:
-        """Cancel background processing and deliveries at shutdown."""
+        """Cancel this process's background processing and deliveries at shutdown.
+
+        Nothing is reset: a shared store's state belongs to every process on it, and stays.
+        """
         tasks = list(self._tasks)
-        self.reset()
+        for task in tasks:
+            task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.scheduler.aclose()
         await self.webhooks.aclose()
+        self.state.close()
 
     # --- auth -------------------------------------------------------------------------
 
@@ -150,15 +156,10 @@ class BriaBackend:
         output_unsafe = bool(options.get("visual_output_content_moderation")) and (
             first is not None and UNSAFE_OUTPUT_MARKER in first.markers
         )
-        work = partial(self._finish, token, base_url, partial(operation.produce, options, inputs), output_unsafe)
+        forced_by = token if token in JOB_FAILURE_TOKENS else None
+        order = WorkOrder(operation.name, options, inputs, base_url, forced_by, output_unsafe)
         job = self.jobs.create(
-            request_id,
-            operation.name,
-            owner=namespace_id(token),
-            timeline=timeline,
-            sync=sync,
-            work=work,
-            pending_bytes=sum(len(image.data) for image in inputs.values()),
+            request_id, operation.name, owner=self.namespace_id(token), timeline=timeline, sync=sync, work=order
         )
         if webhook is not None:
             self.expect_webhook(job, webhook)
@@ -169,22 +170,26 @@ class BriaBackend:
         job.webhook = webhook
         if job.sync:
             return  # (delivered by answer_sync)
+        job.by_clock = True
         job.ends_at = self.progression.ends_at(job, self.settings.webhook_seconds_per_poll)
+        self.jobs.save_schedule(job)
         if job.ends_at is not None:
             self.scheduler.at(job.ends_at, partial(self._end_and_deliver, job), job.owner)
 
-    async def _end_and_deliver(self, job: Job) -> None:
+    async def _end_and_deliver(self, accepted: Job) -> None:
         """A webhook job's time has come: process it (unless a poll already did) and deliver it."""
-        if self.jobs.get(job.request_id) is not job:
+        job = self.jobs.get(accepted.request_id)
+        if job is None or (not self.jobs.shared and job is not accepted):
             return  # expired, or gone with a reset
+        job.webhook = accepted.webhook  # (a shared store's copy does not carry it)
         await self._process(job)
         while job.outcome is None and job.task is not None:  # (processing over a minute: keep waiting)
             await asyncio.wait({job.task})
         self.deliver(job)
 
     def deliver(self, job: Job) -> None:
-        """Send an ended job's webhook (its status body, as a poll gets it)."""
-        if job.webhook is None or job.outcome is None:
+        """Send an ended job's webhook (its status body, as a poll gets it), once whichever process ends it."""
+        if job.webhook is None or job.outcome is None or not self.jobs.claim_delivery(job.request_id):
             return
         body = JSONResponse(self.status_body(job.request_id, job.outcome)).body  # the bytes a poll gets
         self.webhooks.deliver(job.request_id, job.webhook, bytes(body))
@@ -204,9 +209,16 @@ class BriaBackend:
     async def _process(self, job: Job) -> None:
         """Process an async job unless it is done, and wait for it (every caller waits for the same run).
 
-        A sync job is processed by its own request: a poll while it runs answers IN_PROGRESS.
+        A sync job is processed by its own request: a poll while it runs answers IN_PROGRESS. With a
+        shared store, the process that claims the job runs it; the others wait for its outcome.
         """
         if job.outcome is not None or job.sync:
+            return
+        if self.jobs.shared:
+            if self.jobs.claim(job.request_id):
+                await self._run(job)
+            else:
+                job.outcome = await self.jobs.wait_outcome(job.request_id, PROCESSING_TIMEOUT_SECONDS)
             return
         if job.task is None:
             job.task = asyncio.get_running_loop().create_task(self._run(job))
@@ -216,10 +228,10 @@ class BriaBackend:
 
     async def _run(self, job: Job) -> None:
         """Process a job to its outcome, in the thread pool; a bug ends it UNKNOWN, never lost."""
-        work = job.work
         try:
-            assert work is not None, "a job without an outcome has its work"
-            outcome = await run_in_threadpool(work, job)
+            order = self.jobs.work_of(job)
+            assert order is not None, "a job without an outcome has its work"
+            outcome = await run_in_threadpool(self.run_order, order, job)
         except Exception as exc:  # as a real 500 would
             self.crashes.record(exc, f"while processing job {job.request_id}")
             outcome = Outcome(JobState.UNKNOWN, error=ServerError("processing failed"))
@@ -227,19 +239,23 @@ class BriaBackend:
             job.task = None
         self.jobs.settle(job, outcome)
 
-    def _finish(
-        self, token: str, base_url: str, produce: Callable[[], Output], output_unsafe: bool, job: Job
-    ) -> Outcome:
-        forced = JOB_FAILURE_TOKENS.get(token)
+    def run_order(self, order: WorkOrder, job: Job) -> Outcome:
+        """Compute a job's outcome from its work order (in a worker thread)."""
+        from mock_server.operations import operation
+
+        forced = JOB_FAILURE_TOKENS.get(order.forced_by or "")
         if forced is not None:
-            return Outcome(forced, error=ServerError(f"job failure forced by trigger token {token}"))
+            return Outcome(forced, error=ServerError(f"job failure forced by trigger token {order.forced_by}"))
         if job.timeline is not None and job.timeline.ending is not None:
             return job.timeline.ending
-        output = produce()
-        if output_unsafe:
+        produce = operation(order.operation)
+        # Its decoded pixels held in the process's budget while it runs (waiting for room if need be).
+        with self.pixel_budget.held_for_job(produce.decoded_pixels(order.options, order.inputs)):
+            output = produce.produce(order.options, order.inputs)
+        if order.output_unsafe:
             details = "visual_output_content_moderation: the result failed content moderation"
             return Outcome(JobState.ERROR, error=ModerationFailed(details))
-        image_url = {} if output.image is None else {"image_url": f"{base_url}{RESULTS_PATH}{job.request_id}.png"}
+        image_url = {} if output.image is None else {"image_url": f"{order.base_url}{RESULTS_PATH}{job.request_id}.png"}
         fields = dict(output.fields)
         warning = fields.pop("warning", None)
         return Outcome(JobState.COMPLETED, result={**image_url, **fields}, image=output.image, warning=warning)
@@ -253,10 +269,11 @@ class BriaBackend:
         later polls while it runs wait too: how many polls a job takes never depends on the
         machine's speed.
         """
-        job = self.jobs.get(request_id)
-        if job is None or job.owner != namespace_id(token):  # another token's job is not there for you
+        polled = self.jobs.poll(request_id, self.namespace_id(token))
+        if polled is None:  # (another token's job is not there for you either)
             raise JobNotFound(f"no job {request_id}")
-        due = self.progression.due(job, self.clock.now())
+        job, polls_before = polled
+        due = self.progression.due(job, self.clock.now(), polls_before)
         if due:
             await self._process(job)
         if not due or job.outcome is None:
@@ -286,8 +303,7 @@ class BriaBackend:
 
     def result_image(self, name: str) -> bytes | None:
         """The bytes behind ``/results/<request_id>.png``; None once the job is gone."""
-        job = self.jobs.get(name.removesuffix(".png")) if name.endswith(".png") else None
-        return job.outcome.image if job and job.outcome else None
+        return self.jobs.result_image(name.removesuffix(".png")) if name.endswith(".png") else None
 
     def local_file(self, path: str) -> bytes | None:
         """The bytes the fake serves at ``path`` (a result, a sample or an upload), for image URLs."""

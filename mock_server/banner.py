@@ -3,6 +3,7 @@ OpenAPI document are, and which tokens it accepts (uvicorn's own banner names on
 
 from __future__ import annotations
 
+import re
 import socket
 
 import uvicorn
@@ -12,6 +13,8 @@ from mock_server.operations import OPERATIONS, STATUS_PATH
 
 # Shown as an address to open: a wildcard interface is reached through loopback on this machine.
 _WILDCARDS = frozenset({"", "0.0.0.0", "::"})
+_USER_PASSWORD = re.compile(r"^([a-z]+://[^:@/?#]*):[^@/?#]*@", re.IGNORECASE)
+_QUERY_PASSWORD = re.compile(r"(?<=[?&]password=)[^&#]*", re.IGNORECASE)
 
 
 class AnnouncingServer(uvicorn.Server):
@@ -34,8 +37,11 @@ def base_url(host: str, port: int) -> str:
     return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
 
 
-def banner(settings: Settings, url: str) -> str:
-    """The lines that tell a newcomer where everything is and which token rule is in force."""
+def banner(settings: Settings, url: str, *, state: str | None = None) -> str:
+    """The lines that tell a newcomer where everything is, which token rule is in force and where state lives.
+
+    ``state`` says where state lives when the setting alone does not (a private server started for the workers).
+    """
     first, *others = OPERATIONS
     named = ", ".join(op.name for op in others[:3])
     lines = [
@@ -48,6 +54,8 @@ def banner(settings: Settings, url: str) -> str:
         f"  OpenAPI:  {url}/openapi.json",
         f"  inspector: {url}/bria-mock/ui (what the fake saw and made, in a browser)",
         f"  tokens:   {_token_rule(settings)}",
+        f"  workers:  {settings.workers} process{'es' if settings.workers > 1 else ''} on this port",
+        f"  state:    {state or _state_place(settings)}",
     ]
     if settings.public_url:
         lines.append(f"  URLs handed out start with {settings.public_url}")
@@ -68,3 +76,15 @@ def _admin_rule(settings: Settings) -> str:
     if settings.admin_token:
         return "they need the header X-Bria-Mock-Admin-Token"
     return "they answer callers on this machine only"
+
+
+def _state_place(settings: Settings) -> str:
+    if settings.state == "memory":
+        return "memory (this process's own: a restart loses it)"
+    return f"{mask_password(settings.state)} (shared by every process that names it)"
+
+
+def mask_password(url: str) -> str:
+    """``url`` with its password, if any, shown as ``***`` (in the user part or a ``password=`` query field)."""
+    masked = _USER_PASSWORD.sub(r"\1:***@", url, count=1)
+    return _QUERY_PASSWORD.sub("***", masked)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
@@ -98,8 +99,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     if args.command == "serve":
         from mock_server.server import serve  # uvicorn is imported only when serving
+        from mock_server.state_server import NoServerBinary, ServerDidNotStart
 
         try:
             serve(settings_from_args(args), access_log=args.access_log)
         except ValueError as exc:  # a bad setting or rules file: say which, no traceback
             build_parser().error(str(exc))
+        except NoServerBinary as exc:  # --workers without --state, and nothing to start: one line says what to do
+            _refuse(str(exc), status=2)
+        except ServerDidNotStart as exc:  # the private state server's own error, without a traceback
+            _refuse(str(exc), status=1)
+
+
+def _refuse(message: str, *, status: int) -> NoReturn:
+    print(f"bria-mock: error: {message}", file=sys.stderr)
+    raise SystemExit(status)

@@ -189,6 +189,18 @@ class Settings:
     )
     max_body_bytes: int = _setting(16 * 1024 * 1024, "request bodies over this many bytes get 413, unread")
     max_image_pixels: int = _setting(64_000_000, "images declaring more pixels get 415, before decoding")
+    # Decoded pixels are what an image costs (Pillow holds 4 bytes a pixel, and processing copies
+    # them): counted at the reduced size an operation decodes at (see mock_server.pixel_budget).
+    max_request_pixels: int = _setting(
+        64_000_000, "pixels one request's images may decode to together; more get 413, before any job"
+    )
+    max_decoding_pixels: int = _setting(
+        64_000_000,
+        "pixels the whole process may be decoding and processing at once; more work waits for room",
+    )
+    decode_wait_seconds: float = _setting(
+        10.0, "seconds a sync call (or an image check) waits for room among max_decoding_pixels; longer gets 503"
+    )
     # The remove_background page says JPEG and PNG only; its field list says WEBP too.
     rmbg_accept_webp: bool = _setting(
         True,

@@ -2,11 +2,14 @@
 
 An operation's request goes: authenticate → (with ``--playback``: the recorded answer, when the
 recording holds this request; see ``mock_server.playback``) → validate against its schema → the operation's own
-check → resolve its images → moderate them → the backend accepts a job → 200 (sync) or 202.
+check → resolve its images → moderate them → count the pixels they decode to (413 over
+``max_request_pixels``; a sync call reserves them in the process's budget, 503 when there is no
+room in time) → the backend accepts a job → 200 (sync) or 202.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import Response
@@ -16,6 +19,7 @@ from mock_server.context import context_of
 from mock_server.contract import validate_request, with_defaults
 from mock_server.errors import BadRequest, ImageNotFound, ModerationFailed
 from mock_server.jobs import JobTimeline
+from mock_server.pixel_budget import check_request_pixels
 from mock_server.responses import JSONResponse
 from mock_server.triggers import UNSAFE_INPUT_MARKER
 from mock_server.webhook_targets import check_webhook_url
@@ -82,17 +86,21 @@ async def _submit(request: Request, operation: Operation) -> Response:
     webhook_url = check_webhook_url(options.get("webhook_url"))
     base_url = public_base(request)
     resolver = backend.resolver(base_url)
-    inputs = await resolver.resolve(operation.images_in(options), operation.formats(backend.settings))
+    settings = backend.settings
+    inputs = await resolver.resolve(operation.images_in(options), operation.formats(settings))
     _moderate_inputs(options, inputs)
+    pixels = operation.decoded_pixels(options, inputs)
+    check_request_pixels(pixels, settings.max_request_pixels, len(inputs))
     context = context_of(request)
     timeline = JobTimeline.from_action(context.job_rule) if context.job_rule else None
     sync = operation.sync_allowed and bool(options.get("sync"))  # (enhance is async only: sync is ignored)
     webhook = WebhookTarget(webhook_url, token, context.webhook_rules) if webhook_url else None
-    job = backend.accept(
-        context.request_id, token, operation, options, inputs, base_url, sync=sync, timeline=timeline, webhook=webhook
-    )
-    if sync:
-        return JSONResponse(await backend.answer_sync(job))
+    accept = functools.partial(backend.accept, context.request_id, token, operation, options, inputs, base_url)
+    if sync:  # its pixels reserved before the job exists: a 503 leaves nothing behind
+        async with backend.pixel_budget.reserved(pixels, wait=settings.decode_wait_seconds):
+            job = accept(sync=True, timeline=timeline, webhook=webhook)
+            return JSONResponse(await backend.answer_sync(job))
+    job = accept(sync=False, timeline=timeline, webhook=webhook)
     return JSONResponse(
         {"request_id": job.request_id, "status_url": operations.status_url(base_url, job.request_id)}, status_code=202
     )

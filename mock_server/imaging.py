@@ -26,6 +26,8 @@ PNG_COMPRESS_LEVEL = 1
 TARGET_PIXELS = 1024 * 1024
 """What "1 megapixel" means for replace_background: 1,048,576 pixels, a 1024 x 1024 area."""
 
+_ORIENTATION = 0x0112  # the EXIF tag
+_SWAPPING_ORIENTATIONS = (5, 6, 7, 8)
 _DEEP_MODES = ("I", "F", "I;16", "I;16B", "I;16L", "I;16N")
 _REFINEMENTS = {
     "base": "clean high quality background, soft natural lighting, realistic",
@@ -63,17 +65,20 @@ def replace_background(
     force_background_detection: bool,
     negative_prompt: str | None,
     enhance_ref_images: bool,
+    full_size: tuple[int, int] | None = None,
 ) -> bytes:
     """PNG bytes (RGB): foreground composited over a generated background.
 
     The output is scaled to about ``TARGET_PIXELS`` (small images are upscaled)
-    unless ``original_quality``, which keeps the oriented input's size. The matte is
+    unless ``original_quality``, which keeps the oriented input's size. ``full_size`` is the
+    input's declared size (before orientation) when ``image`` was decoded at reduced size: the
+    output's size is reckoned from it, so a reduced decode gives the same size. The matte is
     the input's own alpha when it has one, unless ``force_background_detection``
     asks for a colour matte that ignores it. See :func:`mock_server.backgrounds.make_background`
     for how the prompt, reference images, mode, seed and negative prompt shape the background.
     """
     rgb, alpha = normalise(image)
-    size = rgb.size if original_quality else one_megapixel_size(rgb.size)
+    size = rgb.size if original_quality else one_megapixel_size(_oriented(full_size, image) or rgb.size)
     background = make_background(
         size,
         prompt=prompt,
@@ -106,7 +111,7 @@ def normalise(image: Image.Image) -> tuple[Image.Image, Image.Image | None]:
     An alpha channel that is opaque everywhere counts as none: PNGs are often saved as RGBA
     without any transparency, and using such an alpha as the matte would hide the new background.
     """
-    oriented = ImageOps.exif_transpose(image)
+    oriented = _oriented_image(image)
     if oriented.mode == "La":
         oriented = oriented.convert("LA")
     elif oriented.mode in _DEEP_MODES:
@@ -135,6 +140,27 @@ def one_megapixel_size(size: tuple[int, int]) -> tuple[int, int]:
     """
     scale = math.sqrt(TARGET_PIXELS / (size[0] * size[1]))
     return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def _oriented_image(image: Image.Image) -> Image.Image:
+    """``image`` turned as its EXIF orientation says; itself when it needs no turning (Pillow's
+    ``exif_transpose`` copies it then: at 64 MP that copy is 256 MB, and ``convert`` copies anyway)."""
+    if image.getexif().get(_ORIENTATION, 1) == 1:
+        return image
+    return ImageOps.exif_transpose(image)
+
+
+def cover_size(size: tuple[int, int], target: tuple[int, int]) -> tuple[int, int]:
+    """The smallest scaling of ``size`` (never above it) whose sides both cover ``target``."""
+    scale = min(1.0, max(target[0] / size[0], target[1] / size[1]))
+    return max(1, math.ceil(size[0] * scale)), max(1, math.ceil(size[1] * scale))
+
+
+def _oriented(size: tuple[int, int] | None, image: Image.Image) -> tuple[int, int] | None:
+    """``size`` as the image's EXIF orientation turns it (orientations 5 to 8 swap the sides)."""
+    if size is None:
+        return None
+    return (size[1], size[0]) if image.getexif().get(_ORIENTATION, 1) in _SWAPPING_ORIENTATIONS else size
 
 
 def _to_8_bit(image: Image.Image) -> Image.Image:

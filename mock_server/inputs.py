@@ -4,7 +4,11 @@ A value is a URL when it starts with ``scheme://``; otherwise base64, with or wi
 ``data:image/...;base64,`` prefix. Fetching URLs is the caller's job (see ``backend``).
 
 A checked image keeps its encoded bytes, not its pixels: an accepted job may wait a long
-time for its first due poll, and a decoded 1 MP image is ten times its JPEG.
+time for its first due poll, and a decoded 1 MP image is ten times its JPEG. The check itself
+decodes at the smallest size the format allows (a JPEG at 1/8 of each side: every byte of it is
+still read, so a truncated or corrupt one is still found), and an operation that needs less
+than the full size decodes at reduced size too (``InputImage.open(at_least=...)``); the pixels
+either decode costs are counted against the process's budget (``pixel_budget``).
 """
 
 from __future__ import annotations
@@ -21,7 +25,10 @@ from collections.abc import Collection
 from PIL import Image, UnidentifiedImageError
 
 from mock_server.errors import BadRequest, UnsupportedMediaType
+from mock_server.pixel_budget import PixelBudget
 from mock_server.triggers import image_markers
+
+Size = tuple[int, int]
 
 ACCEPTED_MODES = ("RGB", "RGBA", "CMYK")
 # A mask is black and white: greyscale, bilevel and palette files are masks as good as RGB ones.
@@ -33,6 +40,9 @@ CACHED_BYTES = 64 * 1024
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 _DATA_URL_PREFIX = re.compile(r"^data:[^,]*;base64,", re.IGNORECASE)
 _WHITESPACE = re.compile(r"\s+")
+# Frame markers of arithmetic-coded JPEGs (in entropy-coded data 0xFF is always followed by 0x00 or a
+# restart marker, so these bytes are markers, or inside a metadata segment: then the check is skipped).
+_ARITHMETIC_FRAMES = tuple(bytes((0xFF, code)) for code in (0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF))
 
 
 def url_scheme(value: str) -> str | None:
@@ -68,14 +78,34 @@ class InputImage:
 
     data: bytes
     format: str
-    size: tuple[int, int]
+    size: Size  # as its header declares it (before EXIF orientation)
     markers: frozenset[str]  # moderation markers in its metadata (see ``triggers``)
 
-    def open(self) -> Image.Image:
-        """The decoded image (it decoded once already, when it was checked)."""
+    def open(self, at_least: Size | None = None) -> Image.Image:
+        """The decoded image; with ``at_least``, a JPEG decodes at the smallest scale (1/2, 1/4, 1/8)
+        whose sides are still that large (other formats decode whole)."""
         image = Image.open(io.BytesIO(self.data))
+        if at_least is not None:
+            image.draft(image.mode, at_least)
         image.load()
         return image
+
+    def decoded_size(self, at_least: Size | None = None) -> Size:
+        """The size :meth:`open` decodes at, from the header alone (Pillow's JPEG draft rule)."""
+        if at_least is None or self.format != "JPEG":
+            return self.size
+        return _jpeg_scaled(self.size, at_least)
+
+    def decoded_pixels(self, at_least: Size | None = None) -> int:
+        width, height = self.size if at_least is None else self.decoded_size(at_least)
+        return width * height
+
+
+def _jpeg_scaled(size: Size, at_least: Size) -> Size:
+    """libjpeg scales by 1/1, 1/2, 1/4 or 1/8: the smallest scale keeping both sides at least ``at_least``."""
+    fits = min(size[0] // max(1, at_least[0]), size[1] // max(1, at_least[1]))
+    scale = next(scale for scale in (8, 4, 2, 1) if fits >= scale or scale == 1)
+    return (size[0] + scale - 1) // scale, (size[1] + scale - 1) // scale
 
 
 class TooLargeToDecodeHere(Exception):
@@ -83,31 +113,66 @@ class TooLargeToDecodeHere(Exception):
     event loop, and decodes it again in a worker thread."""
 
 
+@dataclasses.dataclass(frozen=True)
+class DecodeBudget:
+    """Where a check's decode counts: the process's budget, and how long it may wait for room."""
+
+    budget: PixelBudget
+    wait_seconds: float
+
+
 def check_image(
-    data: bytes, field: str, *, formats: frozenset[str], max_pixels: int, decode_limit: int | None = None
+    data: bytes,
+    field: str,
+    *,
+    formats: frozenset[str],
+    max_pixels: int,
+    decode_limit: int | None = None,
+    budget: DecodeBudget | None = None,
 ) -> InputImage:
-    """Check image bytes as :func:`decode_image` does, remembering small images that pass."""
+    """Check image bytes as :func:`decode_image` does, remembering small images that pass.
+
+    Only what passed is remembered: a refusal, or a 503 of a full budget, is decided again."""
     remembered = len(data) <= CACHED_BYTES  # (hashing a big image as a key would cost more than it saves)
     key = (data, formats, max_pixels, is_mask_field(field))
     known = _checked.get(key) if remembered else None
     if known is not None:
         return known
-    image = decode_image(data, field, formats=formats, max_pixels=max_pixels, decode_limit=decode_limit)
-    checked = InputImage(data, str(image.format), image.size, frozenset(image_markers(image)))
+    image, declared = _decode(data, field, formats, max_pixels, decode_limit, budget)
+    checked = InputImage(data, str(image.format), declared, frozenset(image_markers(image)))
     if remembered:
         _checked.put(key, checked)
     return checked
 
 
 def decode_image(
-    data: bytes, field: str, *, formats: Collection[str], max_pixels: int, decode_limit: int | None = None
+    data: bytes,
+    field: str,
+    *,
+    formats: Collection[str],
+    max_pixels: int,
+    decode_limit: int | None = None,
+    budget: DecodeBudget | None = None,
 ) -> Image.Image:
-    """Open, check and fully decode image bytes, or raise 415 saying why.
+    """Open, check and decode image bytes (a JPEG at 1/8 scale), or raise 415 saying why.
 
     The declared size is checked before any pixel is decoded, so a decompression bomb
-    costs nothing. Animated files are decoded by their first frame. An image over
-    ``decode_limit`` pixels raises :class:`TooLargeToDecodeHere` before it is decoded.
+    costs nothing. Animated files are decoded by their first frame. An image whose check
+    decodes over ``decode_limit`` pixels raises :class:`TooLargeToDecodeHere` before it is
+    decoded; the decode holds its pixels in ``budget`` (503 when there is no room in time).
     """
+    return _decode(data, field, formats, max_pixels, decode_limit, budget)[0]
+
+
+def _decode(
+    data: bytes,
+    field: str,
+    formats: Collection[str],
+    max_pixels: int,
+    decode_limit: int | None,
+    budget: DecodeBudget | None,
+) -> tuple[Image.Image, Size]:
+    """The checked image, decoded as small as its format allows, and its declared size."""
     image = _open(data, field)
     if image.format not in formats:
         raise UnsupportedMediaType(f"{field}: {image.format or 'this'} files are not supported; use {_names(formats)}")
@@ -117,10 +182,32 @@ def decode_image(
     modes = MASK_MODES if is_mask_field(field) else ACCEPTED_MODES
     if image.mode not in modes:
         raise UnsupportedMediaType(f"{field}: colour mode {image.mode} is not supported; use {_names(modes)}")
-    if decode_limit is not None and width * height > decode_limit:
+    if image.format == "JPEG" and _jpeg_too_short(data, width, height):
+        raise UnsupportedMediaType(
+            f"{field}: the image is truncated or corrupt ({len(data)} bytes for {width}x{height})"
+        )
+    image.draft(image.mode, (1, 1))  # a JPEG decodes at 1/8 scale; libjpeg still reads every byte
+    decoded = image.width * image.height
+    if decode_limit is not None and decoded > decode_limit:
         raise TooLargeToDecodeHere(field)
-    _load(image, field)
-    return image
+    if budget is None:
+        _load(image, field)
+    else:
+        with budget.budget.held_for(decoded, wait=budget.wait_seconds, field=field):
+            _load(image, field)
+    return image, (width, height)
+
+
+def _jpeg_too_short(data: bytes, width: int, height: int) -> bool:
+    """Whether a JPEG is too short to hold the pixels it declares, read from its size alone.
+
+    Huffman coding spends at least one bit on the DC value of every 8x8 block of the full-resolution
+    component, so a file under ``blocks / 8`` bytes is cut short (libjpeg would fill the rest with
+    grey, and the fake would process 64 million pixels from 631 bytes). Arithmetic coding (SOF9 to
+    SOF15: rare) can spend less, so those are left to the decoder.
+    """
+    blocks = ((width + 7) // 8) * ((height + 7) // 8)
+    return len(data) * 8 < blocks and not any(marker in data for marker in _ARITHMETIC_FRAMES)
 
 
 def is_mask_field(field: str) -> bool:

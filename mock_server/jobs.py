@@ -8,12 +8,13 @@ import enum
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from mock_server.errors import BriaError, error_for_code
 
 if TYPE_CHECKING:
+    from mock_server.inputs import InputImage
     from mock_server.webhooks import WebhookTarget
 
 MAX_ADVANCE_SECONDS = 10 * 365 * 24 * 3600.0
@@ -42,6 +43,11 @@ class Clock:
 
     def now(self) -> float:
         return time.monotonic() + self._offset
+
+    @property
+    def offset(self) -> float:
+        """Seconds the clock has been moved forward since the last full reset."""
+        return self._offset
 
     def reset(self) -> None:
         """Back to real time; only for a full reset, when no stored time is left to confuse."""
@@ -88,13 +94,31 @@ class JobTimeline:
         return cls(polls=action.get("polls"), seconds=action.get("seconds"), forever=forever, ending=ending)
 
 
+@dataclasses.dataclass(frozen=True)
+class WorkOrder:
+    """What computes an accepted job's outcome: plain data, so that a shared store can keep it and any
+    process can run it (see ``BriaBackend.run_order``)."""
+
+    operation: str  # the operation's name in the table
+    options: Mapping[str, Any]  # the validated request
+    inputs: Mapping[str, InputImage]  # its checked input images, by field
+    base_url: str  # where the result image's URL points
+    forced_by: str | None = None  # a trigger token that forces the job's failure
+    output_unsafe: bool = False  # output moderation asked for, and the input is marked unsafe
+
+    @property
+    def pending_bytes(self) -> int:
+        """The bytes of the input images it keeps until it is processed."""
+        return sum(len(image.data) for image in self.inputs.values())
+
+
 @dataclasses.dataclass
 class Job:
     """One accepted request. ``outcome`` is set once, when processing ends, and never changes.
 
     An async job is processed when first needed (its first due status poll), not when it is
-    accepted: until then ``work`` holds what computes its outcome, and ``pending_bytes`` the
-    size of the input images it keeps for that (counted toward the store's byte bound).
+    accepted: until then ``work`` holds what computes its outcome (counted toward the store's
+    byte bound by the size of its input images).
     """
 
     request_id: str
@@ -105,18 +129,24 @@ class Job:
     sync: bool = False  # a sync job: its outcome was the answer, so polls report it at once
     polls: int = 0
     outcome: Outcome | None = None
-    work: Callable[[Job], Outcome] | None = dataclasses.field(default=None, repr=False)
-    pending_bytes: int = 0
-    # The processing of the job while it runs, until it has set ``outcome``.
+    work: WorkOrder | None = dataclasses.field(default=None, repr=False)
+    # The processing of the job while it runs, until it has set ``outcome`` (in this process).
     task: asyncio.Task[None] | None = dataclasses.field(default=None, repr=False)
-    # A job with ``webhook_url``: where its webhook goes, and when (fake's clock) it ends without
-    # being polled (None: never, an IN_PROGRESS timeline). Polls of it go by that time alone.
-    webhook: WebhookTarget | None = dataclasses.field(default=None, repr=False)
+    # A job with ``webhook_url`` ends on the fake's clock at ``ends_at`` without being polled (never,
+    # for an IN_PROGRESS timeline); polls of it go by that time alone. ``webhook`` (where it goes)
+    # is known to the process that accepted it, which delivers it.
+    by_clock: bool = False
     ends_at: float | None = None
+    webhook: WebhookTarget | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def pending_bytes(self) -> int:
+        return self.work.pending_bytes if self.work is not None else 0
 
 
 class JobStore:
-    """In-memory jobs, oldest first, bounded by a time-to-live, a count and the bytes of images.
+    """Jobs in this process's memory, oldest first, bounded by a time-to-live, a count and the bytes of
+    images (the shared store: ``mock_server.state.redis_jobs.RedisJobStore``).
 
     Expiry rule (documented in the README): a job and its result image are kept for
     ``ttl`` seconds after the request was accepted; at most ``max_jobs`` are kept, and
@@ -134,6 +164,8 @@ class JobStore:
         self._bytes = 0
         self._lock = threading.Lock()  # the plugin's handle reads and resets from a test's thread
 
+    shared = False  # jobs live in this process: its own tasks process them
+
     def __len__(self) -> int:
         return len(self._jobs)
 
@@ -145,12 +177,10 @@ class JobStore:
         owner: str | None = None,
         timeline: JobTimeline | None = None,
         sync: bool = False,
-        work: Callable[[Job], Outcome] | None = None,
-        pending_bytes: int = 0,
+        work: WorkOrder | None = None,
     ) -> Job:
         """Record a new job and drop what has expired or is over the bounds."""
-        job = Job(request_id, endpoint, self._clock.now(), owner=owner, timeline=timeline, sync=sync)
-        job.work, job.pending_bytes = work, pending_bytes
+        job = Job(request_id, endpoint, self._clock.now(), owner=owner, timeline=timeline, sync=sync, work=work)
         with self._lock:
             self._expire()
             self._jobs[request_id] = job
@@ -173,6 +203,41 @@ class JobStore:
         with self._lock:
             self._expire()
             return self._jobs.get(request_id)
+
+    def poll(self, request_id: str, owner: str | None) -> tuple[Job, int] | None:
+        """Count a status poll of the job if ``owner``'s: the job and how many polls it had before this one."""
+        with self._lock:
+            self._expire()
+            job = self._jobs.get(request_id)
+            if job is None or job.owner != owner:
+                return None
+            job.polls += 1
+            return job, job.polls - 1
+
+    def work_of(self, job: Job) -> WorkOrder | None:
+        """What computes the job's outcome (None once it has one)."""
+        return job.work
+
+    def save_schedule(self, job: Job) -> None:
+        """Keep ``by_clock`` and ``ends_at`` once set (a store in memory holds the job itself)."""
+
+    def claim(self, request_id: str) -> bool:
+        """Whether this process may process the job (a shared store lets only one; here: its task decides)."""
+        return True
+
+    def claim_delivery(self, request_id: str) -> bool:
+        """Whether this process delivers the job's webhook (here the one process that accepted it)."""
+        return True
+
+    async def wait_outcome(self, request_id: str, timeout: float) -> Outcome | None:
+        """(A shared store's: the outcome another process computes.) Here the job's own task is awaited."""
+        job = self.get(request_id)
+        return job.outcome if job is not None else None
+
+    def result_image(self, request_id: str) -> bytes | None:
+        """A job's result image, or None (no such job, not ended, or no image)."""
+        job = self.get(request_id)
+        return job.outcome.image if job is not None and job.outcome is not None else None
 
     def snapshot(self) -> list[Job]:
         """The kept jobs, oldest first, to read (the inspector's list): nothing is polled or processed."""
@@ -224,24 +289,20 @@ class Progression:
     polls: int
     seconds: float
 
-    def due(self, job: Job, now: float) -> bool:
-        """Whether this poll may report the job's outcome; counts the poll.
+    def due(self, job: Job, now: float, polls_before: int) -> bool:
+        """Whether this poll (the job had ``polls_before`` before it) may report the job's outcome.
 
         Polls only go up and time only goes forward, so once due a job stays due: together
         with an outcome that never changes, a job never goes back from a terminal state.
         """
         if job.sync:
-            job.polls += 1
             return True
-        if job.webhook is not None:  # it ends on the clock, polled or not: polls agree with its webhook
-            job.polls += 1
+        if job.by_clock:  # it ends on the clock, polled or not: polls agree with its webhook
             return job.ends_at is not None and now >= job.ends_at
         timeline = job.timeline or JobTimeline()
         polls = self.polls if timeline.polls is None else timeline.polls
         seconds = self.seconds if timeline.seconds is None else timeline.seconds
-        due = not timeline.forever and job.polls >= polls and now - job.created_at >= seconds
-        job.polls += 1
-        return due
+        return not timeline.forever and polls_before >= polls and now - job.created_at >= seconds
 
     def ends_at(self, job: Job, seconds_per_poll: float) -> float | None:
         """When a job that is not polled (one with a webhook) ends on the fake's clock, or None: never.

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from mock_server.ids import namespace_id
+from mock_server import ids
 
 MAX_KEPT_BODY_BYTES = 16 * 1024
 # What a query can ask of an entry (see ``matches``): the journal's assertions and ``calls()`` take these.
@@ -88,7 +88,8 @@ class Entry:
 class Journal:
     """The recorded exchanges of one backend, oldest first."""
 
-    def __init__(self, *, max_entries: int, max_bytes: int) -> None:
+    def __init__(self, *, max_entries: int, max_bytes: int, namespace_id: ids.NamespaceId = ids.namespace_id) -> None:
+        self.namespace_id = namespace_id  # how the entries' token ids were made (a criterion ``token`` too)
         self.max_entries = max(0, max_entries)
         self.max_bytes = max(0, max_bytes)
         self._entries: collections.deque[Entry] = collections.deque()
@@ -114,7 +115,7 @@ class Journal:
         """Entries matching every criterion: endpoint, method, status, token (raw), path, body (field values)."""
         with self._lock:
             snapshot = list(self._entries)
-        return [entry for entry in snapshot if matches(entry, criteria)]
+        return [entry for entry in snapshot if matches(entry, criteria, self.namespace_id)]
 
     def clear(self, token: str | None = None) -> None:
         with self._lock:
@@ -122,7 +123,7 @@ class Journal:
                 self._entries.clear()
                 self._bytes = 0
                 return
-            kept = [entry for entry in self._entries if entry.token_id != namespace_id(token)]
+            kept = [entry for entry in self._entries if entry.token_id != self.namespace_id(token)]
             self._entries = collections.deque(kept)
             self._bytes = sum(entry.size for entry in kept)
 
@@ -155,7 +156,7 @@ def unknown_criterion(name: str, valid: Iterable[str] = CRITERIA) -> str:
     return f"unknown criterion {name!r}{hint} (valid: {', '.join(valid)})"
 
 
-def matches(entry: Entry, criteria: Mapping[str, Any]) -> bool:
+def matches(entry: Entry, criteria: Mapping[str, Any], namespace_id: ids.NamespaceId) -> bool:
     """Whether an entry satisfies query criteria (``None`` values are ignored); ``TypeError`` for a
     criterion that is not one of ``CRITERIA``."""
     for key, wanted in criteria.items():

@@ -21,6 +21,7 @@ EXAMPLE_IMAGE = "<example image>"
 
 Options = dict[str, Any]
 Inputs = Mapping[str, "InputImage"]  # field (``image``, ``ref_images[1]``) -> its checked image
+DecodeSizes = Mapping[str, tuple[int, int]]  # field -> the size its image is needed at, at least
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +34,10 @@ class Output:
 
 def _no_input_check(options: Mapping[str, Any], inputs: Inputs) -> None:
     return None
+
+
+def _full_sizes(options: Mapping[str, Any], inputs: Inputs) -> DecodeSizes:
+    return {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +63,9 @@ class Operation:
     # outside the schema): the contract suite's properties take them from ``example`` instead of
     # drawing them from the schema alone.
     constrained_fields: tuple[str, ...] = ()
+    # The size (at least) each input is needed at, for the request: an input not named is decoded
+    # whole. ``produce`` opens its inputs at these sizes; the pixel budgets count them.
+    decode_sizes: Callable[[Mapping[str, Any], Inputs], DecodeSizes] = _full_sizes
 
     @property
     def request_schema(self) -> str:
@@ -67,6 +75,13 @@ class Operation:
     def result_schema(self) -> str:
         """The schema of the sync call's 200 answer."""
         return f"{self.name}.200"
+
+    def decoded_pixels(self, options: Mapping[str, Any], inputs: Inputs) -> int:
+        """The pixels this request's images decode to, together (at the sizes ``decode_sizes`` allows)."""
+        if self.decode_sizes is _full_sizes:  # (most operations: the submit path's common case, kept short)
+            return sum([image.decoded_pixels() for image in inputs.values()])
+        sizes = self.decode_sizes(options, inputs)
+        return sum([image.decoded_pixels(sizes.get(field)) for field, image in inputs.items()])
 
     def example_request(self, image: str) -> dict[str, Any]:
         """A valid request for this operation with ``image`` wherever its example takes an image."""

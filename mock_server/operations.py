@@ -32,6 +32,7 @@ from mock_server.operation_model import (
     ALL_FORMATS,
     EDIT_PREFIX,
     EXAMPLE_IMAGE,
+    DecodeSizes,
     Inputs,
     Operation,
     Options,
@@ -78,14 +79,31 @@ def _check_replace_background(options: Options, settings: Settings) -> None:
         options["seed"] = secrets.randbelow(2**31)
 
 
+def _replace_background_sizes(options: Mapping[str, Any], inputs: Inputs) -> DecodeSizes:
+    """The result is about 1 MP (unless ``original_quality``): the image is needed at that size,
+    each reference at the size that covers the result (either way round, whatever its orientation)."""
+    from mock_server import imaging
+
+    full = inputs["image"].size
+    result = full if options["original_quality"] else imaging.one_megapixel_size(full)
+    sizes = {} if options["original_quality"] else {"image": result}
+    side = max(result)
+    for field, ref in inputs.items():
+        if field.startswith("ref_images"):
+            sizes[field] = imaging.cover_size(ref.size, (side, side))
+    return sizes
+
+
 def _produce_replace_background(options: Mapping[str, Any], inputs: Inputs) -> Output:
     from mock_server import imaging
 
     prompt = options.get("prompt") or None
+    sizes = _replace_background_sizes(options, inputs)
     image = imaging.replace_background(
-        inputs["image"].open(),
+        inputs["image"].open(sizes.get("image")),
+        full_size=inputs["image"].size,
         prompt=prompt,
-        ref_images=[image.open() for field, image in inputs.items() if field.startswith("ref_images")],
+        ref_images=[image.open(sizes.get(field)) for field, image in inputs.items() if field.startswith("ref_images")],
         mode=options["mode"],
         seed=options["seed"],
         original_quality=options["original_quality"],
@@ -120,6 +138,7 @@ OPERATIONS: tuple[Operation, ...] = (
         produce=_produce_replace_background,
         example={"image": EXAMPLE_IMAGE, "prompt": "a sunny beach"},
         image_fields=("image", "ref_images"),
+        decode_sizes=_replace_background_sizes,
     ),
     *EDIT_OPERATIONS,
     *INSTRUCTION_OPERATIONS,

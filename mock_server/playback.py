@@ -44,8 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from mock_server.drift import REDACTED, load_recording
 from mock_server.errors import ImageNotFound, error_for_code
-from mock_server.ids import namespace_id
-from mock_server.jobs import Job, JobState, JobTimeline, Outcome
+from mock_server.jobs import Job, JobState, JobTimeline, Outcome, WorkOrder
 from mock_server.operations import RESULT, STATUS, names, status_url
 from mock_server.resolver import RESULTS_PATH
 from mock_server.responses import JSONResponse
@@ -120,7 +119,7 @@ class Playback:
         """The recorded answer to this request, or None to let the fake answer (or a 404 when strict)."""
         fields = request_fields(operation, context)
         key = fingerprint(operation.name, fields)
-        recorded = self._next(token, key)
+        recorded = self._next(backend.namespace_id(token), key)
         if recorded is None:
             if self.strict:
                 raise ImageNotFound(self.no_match(operation.name, fields))
@@ -137,11 +136,11 @@ class Playback:
         for cursor in [cursor for cursor in self._cursors if namespace is None or cursor[0] == namespace]:
             del self._cursors[cursor]
 
-    def _next(self, token: str, key: str) -> Recorded | None:
+    def _next(self, token_id: str | None, key: str) -> Recorded | None:
         found = self.by_fingerprint.get(key)
         if not found:
             return None
-        cursor = (namespace_id(token) or "", key)
+        cursor = (token_id or "", key)
         place = self._cursors.pop(cursor, 0)
         self._cursors[cursor] = place + 1
         while len(self._cursors) > MAX_CURSORS:
@@ -164,13 +163,14 @@ class Playback:
         if outcome is None:
             return None
         outcome = self._rehosted(outcome, request_id, base_url)
-        owner = namespace_id(token)
-        timeline = JobTimeline(polls=self._in_progress_polls(body)) if status == 202 else None
-        work = (lambda job: outcome) if status == 202 else None  # (processed on its first due poll, like any job)
+        owner = backend.namespace_id(token)
+        pending = status == 202  # (ends on its first due poll, like any job: its timeline's ending is the outcome)
+        timeline = JobTimeline(polls=self._in_progress_polls(body), ending=outcome) if pending else None
+        work = WorkOrder(recorded.operation, {}, {}, base_url) if pending else None
         job = backend.jobs.create(
-            request_id, recorded.operation, owner=owner, timeline=timeline, sync=work is None, work=work
+            request_id, recorded.operation, owner=owner, timeline=timeline, sync=not pending, work=work
         )
-        if work is None:
+        if not pending:
             backend.jobs.settle(job, outcome)
         return JSONResponse(_renamed(body, request_id, base_url, outcome), status_code=status, headers=headers), job
 

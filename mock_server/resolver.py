@@ -16,7 +16,8 @@ from starlette.concurrency import run_in_threadpool
 
 from mock_server import samples
 from mock_server.errors import BadRequest, DownloadFailed, ImageNotFound
-from mock_server.inputs import InputImage, TooLargeToDecodeHere, check_image, decode_base64, url_scheme
+from mock_server.inputs import DecodeBudget, InputImage, TooLargeToDecodeHere, check_image, decode_base64, url_scheme
+from mock_server.pixel_budget import process_budget
 from mock_server.triggers import NOT_FOUND_HOST
 
 if TYPE_CHECKING:
@@ -68,7 +69,12 @@ class InputResolver:
             formats=formats,
             max_pixels=self.settings.max_image_pixels,
             decode_limit=INLINE_MAX_PIXELS if inline else None,
+            budget=None if inline else self._decode_budget(),  # (inline decodes are small: INLINE_MAX_PIXELS)
         )
+
+    def _decode_budget(self) -> DecodeBudget:
+        """Where a check's decode in the thread pool counts (the process's budget)."""
+        return DecodeBudget(process_budget(self.settings.max_decoding_pixels), self.settings.decode_wait_seconds)
 
     def _bytes(self, field: str, value: str) -> bytes:
         scheme = url_scheme(value)

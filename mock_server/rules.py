@@ -14,6 +14,7 @@ import collections
 import copy
 import dataclasses
 import functools
+import hashlib
 import itertools
 import random
 import threading
@@ -59,7 +60,6 @@ class Rule:
     fired: int = 0
     # Fire / don't fire per matching call, the last HISTORY_KEPT of them: a replayable schedule.
     history: collections.deque[bool] = dataclasses.field(default_factory=lambda: collections.deque(maxlen=HISTORY_KEPT))
-    _random: random.Random = dataclasses.field(default_factory=random.Random, repr=False)
 
     @property
     def action(self) -> dict[str, Any]:
@@ -86,20 +86,28 @@ class Rule:
 
     def fires(self, now: float) -> bool:
         """Count a matching call and decide whether the rule acts on it (the draw is always made)."""
-        self.matched += 1
-        draw = self._random.random()  # drawn for every matching call so the schedule replays exactly
-        fire = self._allowed(self.matched, now) and draw < self.spec.get("probability", 1.0)
-        schedule = self.spec.get("schedule")
+        call = self._count_match()
+        spec = self.spec
+        fire = self._allowed(call, now) and draw(spec.get("seed"), call) < spec.get("probability", 1.0)
+        schedule = spec.get("schedule")
         if schedule is not None:
-            fire = fire and self.matched <= len(schedule) and schedule[self.matched - 1]
+            fire = fire and call <= len(schedule) and schedule[call - 1]
+        return self._record(call, fire)
+
+    def _count_match(self) -> int:
+        """Count a matching call; its number (1 for the first). (A shared rule counts on the store.)"""
+        self.matched += 1
+        return self.matched
+
+    def _record(self, call: int, fire: bool) -> bool:
+        """Whether call ``call`` fires (``fire``, unless ``times`` are used up), counted and kept in the history."""
+        fire = fire and ("times" not in self.spec or self.fired < self.spec["times"])
         self.history.append(fire)
         self.fired += fire
         return fire
 
     def _allowed(self, call: int, now: float) -> bool:
         spec = self.spec
-        if "times" in spec and self.fired >= spec["times"]:
-            return False
         if "calls" in spec and call not in spec["calls"]:
             return False
         if call <= spec.get("after", 0):
@@ -135,9 +143,16 @@ def parse_rule(spec: Any, now: float, default_id: str = "rule") -> Rule:
     if never:
         raise BadRequest(f"rule: {never}")
     rule_id = str(spec.get("id") or default_id)
-    rule = Rule(spec={**spec, "id": rule_id}, id=rule_id, added_at=now)
-    rule._random.seed(spec.get("seed"))
-    return rule
+    return Rule(spec={**spec, "id": rule_id}, id=rule_id, added_at=now)
+
+
+def draw(seed: Any, call: int) -> float:
+    """The random draw of a rule's ``call``-th matching call, in [0, 1): with a ``seed``, a function of
+    the seed and the call's number alone, so that a schedule replays exactly, in one process or many."""
+    if seed is None:
+        return random.random()
+    digest = hashlib.sha256(f"{seed}:{call}".encode()).digest()
+    return int.from_bytes(digest[:7], "big") / 2**56
 
 
 # Requests that never create a job: a job action matching only them could never apply.
@@ -196,6 +211,7 @@ class RuleBook:
 
     def add(self, rules: Iterable[Rule]) -> list[Rule]:
         added = list(rules)
+        check_unique(added)
         with self._lock:
             known = {rule.id for rule in self._rules}
             for rule in added:
@@ -203,6 +219,12 @@ class RuleBook:
                     raise BadRequest(f"rule: id {rule.id} is already in use")
             self._rules.extend(added)
         return added
+
+    def add_missing(self, rules: Iterable[Rule]) -> list[Rule]:
+        """Add the rules whose ids are not there yet (a rules file's, at start and after a reset)."""
+        with self._lock:
+            known = {rule.id for rule in self._rules}
+        return self.add(rule for rule in rules if rule.id not in known)
 
     def remove(self, rule_id: str, token: str | None = None) -> bool:
         """Remove a rule; a namespaced caller (``token``) removes only its own."""
@@ -234,6 +256,15 @@ class RuleBook:
                 if rule.matches(traffic) and rule.fires(now):
                     decision.fired.append(rule)
         return decision
+
+
+def check_unique(rules: list[Rule]) -> None:
+    """400 when rules added together share an id."""
+    seen: set[str] = set()
+    for rule in rules:
+        if rule.id in seen:
+            raise BadRequest(f"rule: id {rule.id} is given to more than one of the rules added")
+        seen.add(rule.id)
 
 
 def _body_matches(expected: Mapping[str, Any] | None, body: Any) -> bool:

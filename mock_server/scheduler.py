@@ -41,9 +41,20 @@ def cancel_from_any_thread(task: asyncio.Task[Any]) -> None:
 class Scheduler:
     """Runs coroutines when the fake's clock reaches their time."""
 
-    def __init__(self, clock: Clock, on_crash: Callable[[BaseException, str], None]) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        on_crash: Callable[[BaseException, str], None],
+        *,
+        refresh: Callable[[], None] = lambda: None,
+        look_every: float | None = None,
+    ) -> None:
         self._clock = clock
         self._on_crash = on_crash
+        # A shared clock may be advanced by another process, which cannot wake this one: with a shared
+        # store the scheduler reads the clock again (``refresh``) at least every ``look_every`` seconds.
+        self._refresh = refresh
+        self._look_every = look_every
         self._heap: list[_Entry] = []
         self._order = itertools.count()
         self._lock = threading.Lock()
@@ -104,6 +115,7 @@ class Scheduler:
         assert self._wake is not None
         while True:
             self._wake.clear()
+            self._refresh()
             for entry in self._pop_due():
                 task = asyncio.get_running_loop().create_task(entry.work())
                 self._running[task] = entry.owner
@@ -123,7 +135,10 @@ class Scheduler:
 
     def _next_delay(self) -> float | None:
         with self._lock:
-            return max(0.0, self._heap[0].due - self._clock.now()) if self._heap else None
+            delay = max(0.0, self._heap[0].due - self._clock.now()) if self._heap else None
+        if delay is not None and self._look_every is not None:
+            return min(delay, self._look_every)
+        return delay
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._running.pop(task, None)

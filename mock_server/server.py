@@ -41,8 +41,15 @@ def serve(settings: Settings, *, access_log: bool = False) -> None:
     ``access_log`` prints a line per request, as uvicorn does by default: off, because the journal
     and the inspector already show every exchange, and the line costs a quarter to a third of the
     requests a second (docs/performance.md).
+    With ``workers`` over 1, several processes serve (:func:`mock_server.workers.serve_workers`).
     """
     from mock_server.banner import AnnouncingServer
+
+    if settings.workers > 1:
+        from mock_server.workers import serve_workers
+
+        serve_workers(settings, access_log=access_log)
+        return
 
     app = create_app(settings)
     options = {"host": settings.host, "port": settings.port, "log_level": "info", "access_log": access_log}

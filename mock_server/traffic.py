@@ -39,7 +39,6 @@ from mock_server.errors import (
     error_for_code,
     is_crash,
 )
-from mock_server.ids import namespace_id
 from mock_server.journal import ENTRY_OVERHEAD, KeepPayload, digest_of, kept_body, redact_headers
 from mock_server.rules import Decision, Traffic, rules_from_headers
 
@@ -64,6 +63,7 @@ class Exchange:
     """One API request's way through the policy, and what the journal will say of it."""
 
     def __init__(self, backend: BriaBackend, scope: Scope, match: Match) -> None:
+        backend.state.refresh()  # a shared store's clock, rules and limit, as of this request
         self.backend = backend
         self.scope = scope
         self.match = match
@@ -221,7 +221,7 @@ class Exchange:
             method=self.scope["method"],
             path=self.scope["path"],
             endpoint=self.endpoint,
-            token_id=namespace_id(self.token),
+            token_id=self.backend.namespace_id(self.token),
             request_header_pairs=redact_headers(self.scope["headers"]),
             request_body=self.summary,
             body_bytes=self.summary_bytes,

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from mock_server.webhook_log import Attempt, WebhookLog
+    from mock_server.state import Attempts
+    from mock_server.webhook_log import Attempt
 
 POLL_SECONDS = 0.01
 
@@ -22,7 +23,7 @@ def wait_until(condition: Callable[[], bool], timeout: float, failure: str) -> N
         time.sleep(POLL_SECONDS)
 
 
-def assert_delivered(log: WebhookLog, request_id: str, *, attempts: int | None, timeout: float) -> list[Attempt]:
+def assert_delivered(log: Attempts, request_id: str, *, attempts: int | None, timeout: float) -> list[Attempt]:
     """The attempts for ``request_id`` once one of them was answered 2xx (that one being attempt
     number ``attempts`` of its delivery, when given); AssertionError listing every attempt otherwise."""
     deadline = time.monotonic() + timeout
@@ -36,7 +37,7 @@ def assert_delivered(log: WebhookLog, request_id: str, *, attempts: int | None, 
         time.sleep(POLL_SECONDS)
 
 
-def _not_delivered(log: WebhookLog, request_id: str, attempts: int | None, timeout: float) -> str:
+def _not_delivered(log: Attempts, request_id: str, attempts: int | None, timeout: float) -> str:
     wanted = f" after {attempts} attempt{'s' if attempts != 1 else ''}" if attempts is not None else ""
     everything = log.attempts()
     mine = [attempt for attempt in everything if attempt.request_id == request_id]

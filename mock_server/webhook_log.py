@@ -86,12 +86,7 @@ class WebhookLog:
         with self._lock:
             snapshot = [attempt for attempt, _ in self._entries]
         wanted = {"namespace": namespace, "request_id": request_id, "status": status, "url": url}
-        return [
-            attempt
-            for attempt in snapshot
-            if all(value is None or getattr(attempt, key) == value for key, value in wanted.items())
-            and (delivered is None or attempt.delivered == delivered)
-        ]
+        return filter_attempts(snapshot, delivered=delivered, **wanted)
 
     def clear(self, namespace: str | None = None) -> None:
         """Forget every attempt, or one namespace's."""
@@ -102,3 +97,13 @@ class WebhookLog:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def filter_attempts(attempts: list[Attempt], *, delivered: bool | None = None, **wanted: Any) -> list[Attempt]:
+    """The attempts matching every criterion given (a None criterion matches all)."""
+    return [
+        attempt
+        for attempt in attempts
+        if all(value is None or getattr(attempt, key) == value for key, value in wanted.items())
+        and (delivered is None or attempt.delivered == delivered)
+    ]

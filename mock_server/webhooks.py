@@ -20,18 +20,18 @@ import httpx
 
 from mock_server import operations
 from mock_server.bodies import parse_json_or_error
-from mock_server.ids import namespace_id
 from mock_server.rules import Traffic
 from mock_server.traffic import sample_latency
-from mock_server.webhook_log import WebhookLog
 from mock_server.webhook_signing import signed_headers, signing_key
 from mock_server.webhook_targets import AddressPolicy, AttemptResult, post
 
 if TYPE_CHECKING:
     from mock_server.config import Settings
+    from mock_server.ids import NamespaceId
     from mock_server.jobs import Clock
-    from mock_server.rules import Decision, Rule, RuleBook
+    from mock_server.rules import Decision, Rule
     from mock_server.scheduler import Scheduler
+    from mock_server.state import Attempts, Rules
 
 _WRONG_KEY_SUFFIX = "bria-mock: a wrong key"  # bad_signature signs with the token's key for another token
 
@@ -90,24 +90,29 @@ class Delivery:
     target: WebhookTarget
     body: bytes
     plan: DeliveryPlan
+    owner: str | None  # the namespace of the job's token: a namespaced reset drops its deliveries
     copy: int = 1  # 2: the copy a duplicate rule sends
-
-    @property
-    def owner(self) -> str | None:
-        """The namespace of the job's token: a namespaced reset drops its deliveries."""
-        return namespace_id(self.target.token)
 
 
 class Webhooks:
     """The deliveries of one backend: scheduling, retries, faults, and the record of every attempt."""
 
-    def __init__(self, settings: Settings, clock: Clock, scheduler: Scheduler, rules: RuleBook) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock,
+        scheduler: Scheduler,
+        rules: Rules,
+        log: Attempts,
+        namespace_id: NamespaceId,
+    ) -> None:
         self._settings = settings
         self._clock = clock
         self._scheduler = scheduler
         self._rules = rules
         self._policy = AddressPolicy.from_allowlist(settings.webhook_allowlist)
-        self.log = WebhookLog(max_entries=settings.webhook_log_max_entries, max_bytes=settings.webhook_log_max_bytes)
+        self.log = log
+        self._namespace_id = namespace_id
         self._held: list[Delivery] = []  # held by a reorder rule until the next delivery
         self._client: httpx.AsyncClient | None = None
 
@@ -116,7 +121,8 @@ class Webhooks:
         now = self._clock.now()
         traffic = Traffic(operations.WEBHOOK, "POST", target.token, _json_or_none(body))
         decision = self._rules.decide(traffic, now, extra=target.header_rules)
-        delivery = Delivery(request_id, target, body, DeliveryPlan.from_decision(decision, self._settings))
+        plan = DeliveryPlan.from_decision(decision, self._settings)
+        delivery = Delivery(request_id, target, body, plan, self._namespace_id(target.token))
         if delivery.plan.drop:
             self._record(delivery, 1, None, {}, AttemptResult(None, "dropped by a rule: never sent", 0.0), sent=False)
             return

@@ -20,6 +20,7 @@ from mock_server.config import Settings
 from mock_server.contract import response_errors, response_schema
 from mock_server.fixtures.plugin import BriaMock
 from mock_server.server import ServerThread
+from mock_server.state_server import NoServerBinary, PrivateStateServer
 
 TOKEN = "test-token"
 IN_PROCESS_URL = "http://testserver"
@@ -141,6 +142,27 @@ def wait_until_up_fixture() -> Callable[..., None]:
 
 # Fixtures that serve the fake (or a receiver) on a real loopback socket: a test using one is a
 # ``socket`` test. Everything else runs in-process (``bria_client``, ``bria_inprocess``, ``bria_app``).
+@pytest.fixture(scope="session")
+def state_server() -> Iterator[PrivateStateServer]:
+    """A real Valkey/Redis server on a free loopback port, for this test process (see state_server)."""
+    try:
+        server = PrivateStateServer(tcp=True)
+    except NoServerBinary as exc:
+        pytest.skip(f"shared state: {exc}")
+    with server:
+        yield server
+
+
+@pytest.fixture
+def state_url(state_server: PrivateStateServer) -> str:
+    """The shared store's URL, emptied for this test."""
+    import redis
+
+    with redis.Redis.from_url(state_server.url) as client:
+        client.flushdb()
+    return state_server.url
+
+
 SOCKET_FIXTURES = frozenset(
     {
         "bria_mock",
@@ -148,6 +170,7 @@ SOCKET_FIXTURES = frozenset(
         "bria_image",
         "bria_mock_server",
         "make_server",
+        "state_server",
         "client_for",
         "raw_client",
         "served_fake",

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from mock_server.banner import banner, base_url
+from mock_server.banner import banner, base_url, mask_password
 from mock_server.cli import build_parser, settings_from_args
 from mock_server.config import Settings
 
@@ -150,6 +150,7 @@ def test_serve_says_where_everything_is_and_which_tokens_it_accepts(
     assert f"inspector: {base_url}/bria-mock/ui" in output
     assert "tokens:   only the 1 api_token value given (--token / BRIA_MOCK_TOKENS) are accepted" in output
     assert "cli-token" not in output  # the rule is told, never the token
+    assert "  workers:  1 process on this port\n  state:    memory (this process's own: a restart loses it)" in output
 
 
 @pytest.mark.parametrize(
@@ -159,6 +160,9 @@ def test_serve_says_where_everything_is_and_which_tokens_it_accepts(
         (Settings(admin_token="s3cret"), "they need the header X-Bria-Mock-Admin-Token"),
         (Settings(), "they answer callers on this machine only"),
         (Settings(public_url="https://fake.example"), "URLs handed out start with https://fake.example"),
+        (Settings(workers=4, state="redis://h:6379/2"), "workers:  4 processes on this port"),
+        (Settings(state="redis://h:6379/2"), "state:    redis://h:6379/2 (shared by every process that names it)"),
+        (Settings(state="rediss://u:s3cret@h/0"), "state:    rediss://u:***@h/0 (shared"),
     ],
 )
 def test_the_banner_states_the_rule_in_force(settings: Settings, rule: str) -> None:
@@ -169,3 +173,24 @@ def test_the_banner_states_the_rule_in_force(settings: Settings, rule: str) -> N
 def test_a_wildcard_interface_is_shown_as_loopback() -> None:
     assert base_url("0.0.0.0", 8000) == "http://127.0.0.1:8000"
     assert base_url("::1", 8000) == "http://[::1]:8000"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://h:6379/0", "redis://h:6379/0"),
+        ("redis://:s3cret@h:6379/0", "redis://:***@h:6379/0"),
+        ("rediss://user:s3cret@h/1?ssl_cert_reqs=none", "rediss://user:***@h/1?ssl_cert_reqs=none"),
+        ("unix:///run/valkey.sock?db=2&password=s3cret", "unix:///run/valkey.sock?db=2&password=***"),
+        ("redis://user@h/0", "redis://user@h/0"),
+    ],
+)
+def test_a_state_url_is_shown_with_its_password_masked(url: str, shown: str) -> None:
+    assert mask_password(url) == shown
+
+
+def test_the_banner_names_a_private_state_server_when_told() -> None:
+    where = "a private Valkey server (unix socket /tmp/x/state.sock), stopped with bria-mock"
+    text = banner(Settings(workers=2), base_url("127.0.0.1", 8000), state=where)
+
+    assert f"  state:    {where}" in text

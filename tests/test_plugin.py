@@ -520,13 +520,14 @@ def test_a_misspelt_criterion_is_refused_naming_the_closest(bria_mock: BriaMock)
 def test_matching_a_recorded_call_on_an_unknown_criterion_is_a_type_error(bria_mock: BriaMock) -> None:
     import httpx
 
+    from mock_server.ids import namespace_id
     from mock_server.journal import matches
 
     httpx.get(bria_mock.url("/v2/status/x"), headers={"api_token": "t"})
     (entry,) = bria_mock.calls()
 
     with pytest.raises(TypeError, match="unknown criterion 'request_id'"):
-        matches(entry, {"request_id": "x"})
+        matches(entry, {"request_id": "x"}, namespace_id)
 
 
 @pytest.mark.subprocess

@@ -313,7 +313,7 @@ def test_a_receiver_that_times_out_is_retried(make_server, bria_webhook_receiver
     attempts = mock.assert_webhook_delivered(request_id=request_id, attempts=2)
 
     assert attempts[0].status is None and attempts[0].error == "timeout: no answer within 1 s"
-    assert attempts[0].latency_ms >= 1000
+    assert attempts[0].latency_ms >= 990  # (the loop's timer and the latency clock differ by a few ms)
 
 
 def test_a_connection_error_is_retried_and_recorded(bria_mock: BriaMock) -> None:
