@@ -133,7 +133,7 @@ async def new_job(app: App, image: bytes) -> str:
 async def measure(options: argparse.Namespace) -> None:
     from mock_server import Settings, create_app
 
-    fake: App = create_app(Settings())  # type: ignore[assignment]
+    fake: App = create_app(Settings(state=options.state))  # type: ignore[assignment]
     bare: App = baseline_app.create_app()  # type: ignore[assignment]
     stop_fake, stop_bare = await lifespan_started(fake), await lifespan_started(bare)
     image = run.tiny_jpeg()
@@ -190,6 +190,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds, medians reported")
     parser.add_argument("--profile", choices=["submit", "status"], help="one path under cProfile instead")
     parser.add_argument("--only", choices=["submit", "status"], help="one path only (for py-spy)")
+    parser.add_argument("--state", default="memory", help="the fake's state: memory, or a Redis/Valkey URL")
     parser.add_argument("--top", type=int, default=30, help="functions listed with --profile")
     options = parser.parse_args()
     import uvloop
