@@ -32,6 +32,7 @@ import argparse
 import base64
 import io
 import json
+import signal
 import statistics
 import sys
 import time
@@ -423,6 +424,8 @@ def options_from(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     """Measure every section not skipped, print the tables, write the JSON report."""
     options = options_from(argv)
+    # SIGTERM ends the run as Ctrl-C does: every server it started (WireMock, workers, stores) is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     found = "" if loadgen.wrk_available() else " (wrk not found)"
     print(f"load generator: {'wrk' if options.loadgen == 'wrk' else 'python asyncio client' + found}")
     report: dict[str, Any] = {}
