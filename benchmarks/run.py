@@ -12,7 +12,9 @@ same loop and HTTP implementation, 1 worker, no access log, log level warning), 
 5. the submit path's p99 vs its p50 under load;
 6. start-up (``startup.py``): ``import mock_server`` in a fresh interpreter, the pytest plugin's
    import, ``ServerThread().start()`` until ready, the fixtures' cost per test;
-7. memory: RSS of one fake after 10,000 and after 100,000 async jobs (``--skip-memory``: the long one).
+7. memory: RSS of one fake after 10,000 and after 100,000 async jobs (``--skip-memory``: the long one);
+8. peers (``peers.py``): WireMock, bria-mock as ``bria-mock serve`` runs it (one process, ``--workers 2``,
+   ``--state redis://``) and the bare app on the same stack, on submit and status, in one table.
 
 Server processes are ``servers.py``; load generators ``loadgen.py``.
 
@@ -30,12 +32,13 @@ import argparse
 import base64
 import io
 import json
+import signal
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +51,7 @@ sys.path.insert(0, str(HERE))
 
 import bench_imaging  # noqa: E402
 import loadgen  # noqa: E402
+import peers  # noqa: E402
 from loadgen import LoadResult, Request  # noqa: E402
 from servers import Served, peak_rss, served  # noqa: E402
 from startup import run_startup  # noqa: E402
@@ -306,6 +310,8 @@ def machine(servers: dict[str, Served], options: argparse.Namespace) -> dict[str
     fake = servers["fake"]
     info.update(
         uvicorn=version("uvicorn"),
+        uvloop=_version_of("uvloop"),
+        httptools=_version_of("httptools"),
         starlette=version("starlette"),
         loop=fake.loop,
         http=fake.http,
@@ -317,8 +323,17 @@ def machine(servers: dict[str, Served], options: argparse.Namespace) -> dict[str
     return info
 
 
+def _version_of(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
 def tables(report: dict[str, Any]) -> str:
     out = []
+    if "peers" in report:
+        out += [peers.peers_table(report["peers"]), ""]
     if "load" in report:
         out += ["| scenario | req/s | p50 ms | p99 ms | ratio | target | met |", "|---|---:|---:|---:|---:|---|---|"]
         for row in report["load"]:
@@ -376,7 +391,7 @@ def tail_latency(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 # --- main -------------------------------------------------------------------------------------------
 
-SECTIONS = ("load", "sync", "startup", "memory")
+SECTIONS = ("peers", "load", "sync", "startup", "memory")
 
 
 def options_from(argv: list[str] | None) -> argparse.Namespace:
@@ -393,6 +408,7 @@ def options_from(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip", action="append", choices=SECTIONS, default=[], help="leave a section out")
     parser.add_argument("--skip-memory", action="store_true", help="same as --skip memory (the long one)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 2 s, 1 round, 3 sync runs, no memory")
+    parser.add_argument("--wiremock-jar", type=Path, help=f"WireMock's jar (default: npm's in {peers.WIREMOCK_CACHE})")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, metavar="PATH", help=f"default {DEFAULT_JSON}")
     options = parser.parse_args(argv)
     if options.quick:
@@ -408,9 +424,14 @@ def options_from(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     """Measure every section not skipped, print the tables, write the JSON report."""
     options = options_from(argv)
+    # SIGTERM ends the run as Ctrl-C does: every server it started (WireMock, workers, stores) is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     found = "" if loadgen.wrk_available() else " (wrk not found)"
     print(f"load generator: {'wrk' if options.loadgen == 'wrk' else 'python asyncio client' + found}")
     report: dict[str, Any] = {}
+    if "peers" not in options.skip:
+        print("peers: WireMock, bria-mock serve (1 process, --workers 2, --state redis://), bare Starlette")
+        report["peers"] = peers.run_peers(options, drive)
     with served("fake", options.loop, options.http) as fake, served("baseline", options.loop, options.http) as bare:
         servers = {"fake": fake, "baseline": bare}
         report["machine"] = machine(servers, options)
@@ -430,6 +451,7 @@ def main(argv: list[str] | None = None) -> None:
     info = report["machine"]
     print(
         f"\n{info['cpu']}, {info['cores']} cores; Python {info['python']}, uvicorn {info['uvicorn']}, "
+        f"uvloop {info['uvloop']}, httptools {info['httptools']}, "
         f"starlette {info['starlette']}; loop {info['loop']}, http {info['http']}; load: {info['loadgen']}, "
         f"{info['connections']} connections, {info['rounds']} x {info['duration_s']:g} s\n"
     )

@@ -1,10 +1,13 @@
 """Serve the fake or the baseline for ``run.py``: one uvicorn process on a free loopback port.
 
-    python benchmarks/serve.py fake|baseline [--loop auto] [--http auto]
+    python benchmarks/serve.py fake|baseline [--loop auto] [--http auto] [--log-like-serve]
 
-Both apps get identical uvicorn settings (the ones below); the fake is served as ``bria-mock serve``
-serves it, with its deadline on request heads (on h11, the stack ``pip install .`` gives). The first
-line on stdout is JSON: the port and the event loop and HTTP implementation uvicorn resolved.
+Both apps get identical uvicorn settings (the ones below) on the same stack: by default the fake's
+own (uvloop + httptools, which ``pip install .`` installs); the fake is served through
+``mock_server.server.uvicorn_config`` as ``bria-mock serve`` serves it, with its deadline on request
+heads. ``--http h11 --loop asyncio`` measures the pure-Python stack instead. The first line on stdout
+is JSON: the port and the event loop and HTTP implementation uvicorn resolved. ``--log-like-serve``
+logs as ``bria-mock serve`` does (level info, no access log; to /dev/null after that first line).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import socket
 import sys
 from pathlib import Path
@@ -32,17 +36,10 @@ def resolved(loop: str, http: str) -> tuple[str, str]:
     return loop, http
 
 
-def server_config(app: object, loop: str, http: str) -> uvicorn.Config:
+def server_config(loop: str, http: str, like_serve: bool) -> dict[str, object]:
     """The one set of server settings every benchmarked app runs under."""
-    return uvicorn.Config(
-        app,  # type: ignore[arg-type]
-        loop=loop,  # type: ignore[arg-type]
-        http=http,  # type: ignore[arg-type]
-        workers=1,
-        access_log=False,
-        log_level="warning",
-        lifespan="on",
-    )
+    level = "info" if like_serve else "warning"
+    return {"loop": loop, "http": http, "workers": 1, "access_log": False, "log_level": level}
 
 
 def main() -> None:
@@ -50,9 +47,12 @@ def main() -> None:
     parser.add_argument("app", choices=["fake", "baseline"])
     parser.add_argument("--loop", default="auto")
     parser.add_argument("--http", default="auto")
+    parser.add_argument("--log-like-serve", action="store_true", help="level info, no access log (as bria-mock serve)")
     arguments = parser.parse_args()
+    from mock_server import Settings
+
     if arguments.app == "fake":
-        from mock_server import Settings, create_app
+        from mock_server import create_app
 
         app = create_app(Settings())  # defaults only: BRIA_MOCK_* variables must not change the numbers
     else:
@@ -67,11 +67,16 @@ def main() -> None:
     listener.bind(("127.0.0.1", 0))
     loop, http = resolved(arguments.loop, arguments.http)
     print(json.dumps({"port": listener.getsockname()[1], "loop": loop, "http": http}), flush=True)
-    config = server_config(app, arguments.loop, arguments.http)
-    if arguments.app == "fake" and http == "h11":  # as bria-mock serve runs it (mock_server.server.uvicorn_config)
-        from mock_server.connection_limits import guarded_protocol
+    options = server_config(loop, http, arguments.log_like_serve)
+    if arguments.log_like_serve:  # what it logs goes where bria-mock serve's goes in a benchmark: nowhere
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    if arguments.app == "fake":  # as bria-mock serve runs it: its HTTP protocol, with the deadline on heads
+        from mock_server.server import uvicorn_config
 
-        config.http = guarded_protocol(Settings().header_timeout_seconds)
+        config = uvicorn_config(app, Settings(), **options)  # type: ignore[arg-type]
+    else:
+        config = uvicorn.Config(app, lifespan="on", **options)  # type: ignore[arg-type]
     uvicorn.Server(config).run(sockets=[listener])
 
 

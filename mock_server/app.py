@@ -19,7 +19,6 @@ from starlette.requests import Request
 from mock_server import admin, connection_faults, handlers, inspector, operations
 from mock_server.backend import BriaBackend
 from mock_server.config import Settings
-from mock_server.connection_limits import quiet_accept_errors
 from mock_server.context import context_of
 from mock_server.errors import error_answer, is_crash
 from mock_server.routing import Route, Router
@@ -101,6 +100,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # (imported here: it brings uvicorn's HTTP protocols, which an app used in-process never needs)
+        from mock_server.connection_limits import quiet_accept_errors
+
         app.state.loop = asyncio.get_running_loop()  # for thread-safe calls from tests (ServerThread)
         quiet_accept_errors(app.state.loop)  # served over sockets: a flood of clients must not flood the log
         backend.scheduler.start()  # job ends and webhook deliveries on the fake's clock

@@ -8,6 +8,7 @@ import re
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from starlette.requests import ClientDisconnect
 
 from mock_server.errors import BadRequest, PayloadTooLarge
@@ -61,7 +62,39 @@ def check_read_length(size: int, limit: int) -> None:
 
 
 def parse_json(raw: bytes) -> Any:
-    """The JSON value of a body; 400 saying why when it is not JSON the fake can work with."""
+    """The JSON value of a body; 400 saying why when it is not JSON the fake can work with.
+
+    orjson parses first (several times faster on a request body); the standard library's parser
+    takes over when orjson refuses a body (for its exact messages: NaN, 1e400, a lone surrogate,
+    UTF-16, nesting), and where orjson would read an integer past 64 bits as a float.
+    """
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return _parse_json_strictly(raw)
+    if _may_be_a_wide_integer(value):
+        return _parse_json_strictly(raw)
+    return value
+
+
+def _may_be_a_wide_integer(value: Any) -> bool:
+    """Whether a parsed value holds a whole float of 2**63 or more (orjson's reading of a wider integer)."""
+    pending = [value]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, dict):
+            pending.extend(current.values())
+        elif isinstance(current, list):
+            pending.extend(current)
+        elif isinstance(current, float) and abs(current) >= _WIDE and current.is_integer():
+            return True
+    return False
+
+
+_WIDE = float(2**63)
+
+
+def _parse_json_strictly(raw: bytes) -> Any:
     try:
         value = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))  # what json.loads does
     except _NotFinite as exc:

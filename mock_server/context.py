@@ -58,7 +58,8 @@ class RequestContext:
 
 def context_of(source: HTTPConnection | Scope) -> RequestContext:
     """The context of a request (made on first use: routes outside the traffic layer get one too)."""
-    scope: Scope = source.scope if isinstance(source, HTTPConnection) else source
+    # (type(), not isinstance(): HTTPConnection is a Mapping, and an ABC check costs on every request)
+    scope: Scope = source if type(source) is dict else source.scope  # type: ignore[union-attr]
     state = scope.setdefault("state", {})
     context = state.get(_KEY)
     if context is None:

@@ -38,6 +38,15 @@ if TYPE_CHECKING:
 _JSON_TYPES = ("application/json", "text/json")
 
 
+def header(request: Request, name: bytes) -> str | None:
+    """A request header's first value (``name`` in lower case), as Starlette's ``request.headers.get``
+    reads it, without building its ``Headers`` object on the hot routes."""
+    for key, value in request.scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")  # type: ignore[no-any-return]
+    return None
+
+
 def backend_of(request: Request) -> BriaBackend:
     backend: BriaBackend = request.app.state.backend
     return backend
@@ -48,7 +57,7 @@ def public_base(request: Request) -> str:
     configured: str = backend_of(request).settings.public_url
     if configured:
         return configured.rstrip("/")
-    host = request.headers.get("host") or "{}:{}".format(*(request.scope.get("server") or ("localhost", 80)))
+    host = header(request, b"host") or "{}:{}".format(*(request.scope.get("server") or ("localhost", 80)))
     return f"{request.scope['scheme']}://{host}{request.scope.get('root_path', '')}".rstrip("/")
 
 
@@ -64,7 +73,7 @@ def submit_endpoint(operation: Operation) -> Endpoint:
 
 async def _submit(request: Request, operation: Operation) -> Response:
     backend = backend_of(request)
-    token = backend.authenticate(request.headers.get("api_token"))
+    token = backend.authenticate(header(request, b"api_token"))
     playback = backend.playback
     if playback is not None:  # a recording answers what it holds first (serve --playback)
         replayed = playback.answer(operation, context_of(request), token, backend, public_base(request))
@@ -99,7 +108,8 @@ async def _submit(request: Request, operation: Operation) -> Response:
 
 def _json_body(request: Request) -> Any:
     """The request's JSON body, as the traffic layer read (and size-checked) it; 400 when not JSON."""
-    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    declared = header(request, b"content-type")
+    content_type = ("application/json" if declared is None else declared).split(";")[0].strip().lower()
     if content_type not in _JSON_TYPES and not content_type.endswith("+json"):
         raise BadRequest(f"Content-Type: expected application/json, got {content_type or 'nothing'}")
     return context_of(request).json()
@@ -117,7 +127,7 @@ def _moderate_inputs(options: Mapping[str, Any], inputs: Mapping[str, InputImage
 
 async def status(request: Request) -> Response:
     backend = backend_of(request)
-    token = backend.authenticate(request.headers.get("api_token"))
+    token = backend.authenticate(header(request, b"api_token"))
     return JSONResponse(await backend.status(request.path_params["request_id"], token))
 
 

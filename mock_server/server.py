@@ -20,18 +20,27 @@ if TYPE_CHECKING:
 
 
 def uvicorn_config(app: Starlette, settings: Settings, **options: Any) -> uvicorn.Config:
-    """How uvicorn serves the fake: with a deadline on every request head (``header_timeout_seconds``)."""
+    """How uvicorn serves the fake: on the fast stack, with a deadline on every request head.
+
+    The fast stack is uvloop's event loop (where it is installed: not on Windows) and httptools'
+    parser, with the fake's deadline on request heads (``header_timeout_seconds``); both are
+    dependencies. See docs/performance.md for what it measures against asyncio and h11.
+    """
     from mock_server.connection_limits import guarded_protocol
 
-    http = guarded_protocol(settings.header_timeout_seconds)
+    http = guarded_protocol(settings.header_timeout_seconds, options.pop("http", "httptools"))
+    options.setdefault("loop", "auto")  # uvloop when installed, as uvicorn decides
     return uvicorn.Config(app, http=http, lifespan="on", **options)
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, *, access_log: bool = False) -> None:
     """Run until Ctrl-C (uvicorn drains in-flight requests, then the lifespan closes the backend).
 
     Once listening, it prints where the API, samples, controls and OpenAPI document are, and the
     token rule in force. Raises ValueError for a bad setting (e.g. an unreadable rules file) before listening.
+    ``access_log`` prints a line per request, as uvicorn does by default: off, because the journal
+    and the inspector already show every exchange, and the line costs a quarter to a third of the
+    requests a second (docs/performance.md).
     With ``workers`` over 1, several processes serve (:func:`mock_server.workers.serve_workers`).
     """
     from mock_server.banner import AnnouncingServer
@@ -39,11 +48,12 @@ def serve(settings: Settings) -> None:
     if settings.workers > 1:
         from mock_server.workers import serve_workers
 
-        serve_workers(settings)
+        serve_workers(settings, access_log=access_log)
         return
 
     app = create_app(settings)
-    config = uvicorn_config(app, settings, host=settings.host, port=settings.port, log_level="info")
+    options = {"host": settings.host, "port": settings.port, "log_level": "info", "access_log": access_log}
+    config = uvicorn_config(app, settings, **options)
     server = AnnouncingServer(config, settings)
     try:
         server.run()
@@ -57,9 +67,13 @@ class ServerThread:
     """The fake on a daemon thread over a pre-bound socket (port 0 picks a free one).
 
     Use as a context manager, or call ``start()`` / ``stop()``. ``base_url`` is known once started.
+    It runs on the stack ``bria-mock serve`` runs on (:func:`uvicorn_config`); ``http="h11"`` swaps
+    httptools for uvicorn's pure-Python parser (the tests of connection deadlines run on both).
     """
 
-    def __init__(self, settings: Settings | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, settings: Settings | None = None, *, host: str = "127.0.0.1", port: int = 0, http: str = "httptools"
+    ) -> None:
         self.settings = settings if settings is not None else Settings.from_env()
         self.app: Starlette = create_app(self.settings)
         # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP;
@@ -68,7 +82,7 @@ class ServerThread:
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))
         self.host, self.port = self._socket.getsockname()[:2]
-        self._server = uvicorn.Server(uvicorn_config(self.app, self.settings, log_level="warning"))
+        self._server = uvicorn.Server(uvicorn_config(self.app, self.settings, log_level="warning", http=http))
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
 
     @property

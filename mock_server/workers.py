@@ -94,8 +94,10 @@ class Supervisor(Multiprocess):
         return any(process.exitcode == STARTUP_FAILURE for process in self.processes)
 
 
-def serve_workers(settings: Settings) -> None:
+def serve_workers(settings: Settings, *, access_log: bool = False) -> None:
     """Serve with ``settings.workers`` processes until Ctrl-C or SIGTERM (then each drains, as one process does).
+
+    ``access_log``: a line per request from every worker, as ``serve`` prints with ``--access-log``.
 
     Raises ValueError for a bad setting, and :class:`~mock_server.state_server.NoServerBinary` when
     the state is memory and no Valkey/Redis server can be started, both before anything starts.
@@ -106,7 +108,7 @@ def serve_workers(settings: Settings) -> None:
     listening = _bind(settings)
     with _sigterm_as_interrupt(), listening:
         try:
-            _supervise(settings, listening, private)
+            _supervise(settings, listening, private, access_log)
         except KeyboardInterrupt:  # before the supervisor took the signals over: a clean stop all the same
             return
 
@@ -119,7 +121,9 @@ def _bind(settings: Settings) -> socket.socket:
         raise SystemExit(1) from None
 
 
-def _supervise(settings: Settings, listening: socket.socket, private: PrivateStateServer | None) -> None:
+def _supervise(
+    settings: Settings, listening: socket.socket, private: PrivateStateServer | None, access_log: bool
+) -> None:
     try:
         where = None
         if private is not None:
@@ -127,7 +131,8 @@ def _supervise(settings: Settings, listening: socket.socket, private: PrivateSta
             where = private.description
         host, port = listening.getsockname()[:2]
         text = banner(settings, base_url(str(host), int(port)), state=where)
-        supervisor = Supervisor(WorkerConfig(settings), [listening], functools.partial(_announce, text))
+        config = WorkerConfig(settings, access_log=access_log)
+        supervisor = Supervisor(config, [listening], functools.partial(_announce, text))
         supervisor.run()
         if supervisor.failed_to_start:
             raise SystemExit(1)

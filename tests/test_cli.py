@@ -63,6 +63,21 @@ def test_serve_answers_and_stops_cleanly_on_ctrl_c(served: tuple[str, subprocess
     assert b"Finished server process" in output
     assert b"Traceback" not in output
     assert b"cli-token" not in output  # tokens never reach the log
+    assert b"POST /v2/image/edit/remove_background" not in output  # no line per request unless asked
+
+
+@pytest.mark.subprocess
+def test_serve_access_log_prints_a_line_per_request(port: int, wait_until_up: Callable[..., None]) -> None:
+    process = start("bria-mock", "serve", "--port", str(port), "--access-log")
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(base_url, process)
+        assert httpx.get(f"{base_url}/v2/status/{'0' * 32}", headers={"api_token": "t"}).status_code == 404
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=15)
+
+    assert f'"GET /v2/status/{"0" * 32} HTTP/1.1" 404'.encode() in output
 
 
 @pytest.mark.subprocess

@@ -5,19 +5,47 @@ from __future__ import annotations
 
 import json
 import resource
+import select
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import uvloop
 
-from mock_server.server import ServerThread
+from mock_server.app import create_app
+from mock_server.config import Settings
+from mock_server.connection_limits import HTTP_PARSERS, GuardedHttpToolsProtocol
+from mock_server.server import ServerThread, uvicorn_config
 
 pytestmark = pytest.mark.socket
+
+
+@pytest.fixture(params=HTTP_PARSERS)
+def make_server(request: pytest.FixtureRequest) -> Iterator[Callable[..., ServerThread]]:
+    """A dedicated fake with some settings changed, on each HTTP parser the fake can run on."""
+    started: list[ServerThread] = []
+
+    def make(**changes: Any) -> ServerThread:
+        server = ServerThread(Settings(**changes), http=request.param).start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+def test_the_fake_is_served_on_httptools_and_uvloop() -> None:
+    config = uvicorn_config(create_app(Settings()), Settings())
+    config.load()
+    assert issubclass(config.http_protocol_class, GuardedHttpToolsProtocol)
+    assert config.get_loop_factory() is uvloop.new_event_loop
 
 
 def closed_within(sock: socket.socket, seconds: float) -> bytes | None:
@@ -128,3 +156,33 @@ def test_a_thousand_idle_sockets_never_shut_out_the_health_check(tmp_path: Path)
 
     assert answered == 200  # the idle ones were closed after the header timeout: descriptors came back
     assert log_size < 200_000, f"the log grew by {log_size} bytes"
+
+
+def test_pipelined_requests_are_all_answered_then_an_idle_connection_is_closed(
+    make_server: Callable[..., ServerThread],
+) -> None:
+    server = make_server(header_timeout_seconds=0.5)
+    request = b"GET /bria-mock/health HTTP/1.1\r\nHost: a\r\n\r\n"
+    with socket.create_connection((server.host, server.port)) as pipelined:
+        pipelined.sendall(request * 3)  # three heads in one write: none is owed a deadline after it arrives
+        received = closed_within(pipelined, 3)
+    assert received is not None  # closed: after the last answer, no head came
+    assert received.count(b"HTTP/1.1 200") == 3
+
+
+@pytest.mark.parametrize(
+    "headers", [b"X-Big: " + b"a" * 200_000 + b"\r\n", b"X-Small: a\r\n" * 20_000], ids=["one-header", "many-headers"]
+)
+def test_an_oversized_request_head_is_400_and_the_connection_closed(headers: bytes) -> None:
+    """httptools keeps whatever head it is sent; the fake's protocol stops at MAX_HEAD_BYTES."""
+    head = b"GET /bria-mock/health HTTP/1.1\r\nHost: a\r\n" + headers + b"\r\n"
+    with ServerThread(Settings()) as server, socket.create_connection((server.host, server.port)) as big:
+        sent = 0
+        # In pieces, each read by the server before the next: once it answers, nothing unread is left
+        # in its socket, so it closes cleanly (a reset would drop its answer) and the rest is not sent.
+        while sent < len(head) and not select.select([big], [], [], 0.02)[0]:
+            big.sendall(head[sent : sent + 8192])
+            sent += 8192
+        received = closed_within(big, 5)
+    assert sent < len(head)
+    assert received is not None and received.startswith(b"HTTP/1.1 400")
