@@ -10,7 +10,7 @@ Every server is its own process on a free loopback port, started as its users st
 - **bria-mock**: ``python -m mock_server serve --port P`` (the README's command: default settings,
   output to /dev/null), plus ``--workers 2`` and ``--state redis://...`` (a private server from
   :class:`mock_server.state_server.PrivateStateServer`). A row whose option this checkout does not
-  have yet, or does not act on, is reported "not available". One more row adds ``--access-log``
+  have yet, or does not act on, is reported "not available". One more row adds ``--access-log true``
   (a line per request, as uvicorn logs by default): what that line costs.
 - **bare Starlette**: ``serve.py baseline`` on the fake's stack (uvloop + httptools) with the same
   uvicorn logging as ``bria-mock serve`` (level info, no access log).
@@ -308,7 +308,7 @@ def run_peers(options: Any, drive: Callable[..., Any]) -> dict[str, Any]:
     starters: dict[str, Callable[[], Any]] = {
         "WireMock": lambda: wiremock(wiremock_jar(options.wiremock_jar), run.SUBMIT_PATH),
         "bria-mock, 1 process": lambda: bria_mock(),
-        "bria-mock, 1 process, --access-log": lambda: bria_mock("--access-log"),
+        "bria-mock, 1 process, --access-log": lambda: bria_mock("--access-log", "true"),
         "bria-mock, --workers 2 (shared state)": lambda: bria_mock_workers(2),
         "bria-mock, 1 process, --state redis://": bria_mock_redis,
         "bare Starlette, same stack": lambda: baseline(options.loop, options.http),

@@ -36,11 +36,6 @@ def build_parser() -> argparse.ArgumentParser:
         description=f"Start the fake. Every option can also be set as an environment variable {ENV_PREFIX}<NAME>.",
     )
     add_setting_options(serve)
-    serve.add_argument(
-        "--access-log",
-        action="store_true",
-        help="print a line per request (off by default: the journal and /bria-mock/ui show every exchange)",
-    )
     add_verify_parser(commands)
     add_proxy_parser(commands)
     # Unrecognised options are reported by the top parser: it suggests from every subcommand's.
@@ -102,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         from mock_server.state_server import NoServerBinary, ServerDidNotStart
 
         try:
-            serve(settings_from_args(args), access_log=args.access_log)
+            serve(settings_from_args(args))
         except ValueError as exc:  # a bad setting or rules file: say which, no traceback
             build_parser().error(str(exc))
         except NoServerBinary as exc:  # --workers without --state, and nothing to start: one line says what to do

@@ -297,6 +297,9 @@ class Settings:
         allowed=_STATE_FORM,
         metavar="URL",
     )
+    # Off: the journal and the inspector show every exchange, and the line costs about a fifth of the
+    # requests a second (docs/performance.md).
+    access_log: bool = _setting(False, "print a line per request (uvicorn's access log)")
     workers: int = _setting(
         1,
         "server processes (bria-mock serve); with more than 1 and state memory, a private Valkey/Redis server "

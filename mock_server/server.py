@@ -33,14 +33,11 @@ def uvicorn_config(app: Starlette, settings: Settings, **options: Any) -> uvicor
     return uvicorn.Config(app, http=http, lifespan="on", **options)
 
 
-def serve(settings: Settings, *, access_log: bool = False) -> None:
+def serve(settings: Settings) -> None:
     """Run until Ctrl-C (uvicorn drains in-flight requests, then the lifespan closes the backend).
 
     Once listening, it prints where the API, samples, controls and OpenAPI document are, and the
     token rule in force. Raises ValueError for a bad setting (e.g. an unreadable rules file) before listening.
-    ``access_log`` prints a line per request, as uvicorn does by default: off, because the journal
-    and the inspector already show every exchange, and the line costs a quarter to a third of the
-    requests a second (docs/performance.md).
     With ``workers`` over 1, several processes serve (:func:`mock_server.workers.serve_workers`).
     """
     from mock_server.banner import AnnouncingServer
@@ -48,11 +45,11 @@ def serve(settings: Settings, *, access_log: bool = False) -> None:
     if settings.workers > 1:
         from mock_server.workers import serve_workers
 
-        serve_workers(settings, access_log=access_log)
+        serve_workers(settings)
         return
 
     app = create_app(settings)
-    options = {"host": settings.host, "port": settings.port, "log_level": "info", "access_log": access_log}
+    options = {"host": settings.host, "port": settings.port, "log_level": "info", "access_log": settings.access_log}
     config = uvicorn_config(app, settings, **options)
     server = AnnouncingServer(config, settings)
     try:

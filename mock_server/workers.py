@@ -94,21 +94,20 @@ class Supervisor(Multiprocess):
         return any(process.exitcode == STARTUP_FAILURE for process in self.processes)
 
 
-def serve_workers(settings: Settings, *, access_log: bool = False) -> None:
+def serve_workers(settings: Settings) -> None:
     """Serve with ``settings.workers`` processes until Ctrl-C or SIGTERM (then each drains, as one process does).
-
-    ``access_log``: a line per request from every worker, as ``serve`` prints with ``--access-log``.
 
     Raises ValueError for a bad setting, and :class:`~mock_server.state_server.NoServerBinary` when
     the state is memory and no Valkey/Redis server can be started, both before anything starts.
     Exits 1 when the port is taken or a worker cannot start.
     """
-    create_app(settings.replace(state="memory"))  # a bad setting or rules file is said here, before anything starts
+    # A bad setting or rules file, or a store that cannot be reached, is said here, before anything starts.
+    create_app(settings).state.backend.state.close()
     private = PrivateStateServer() if settings.state == "memory" else None
     listening = _bind(settings)
     with _sigterm_as_interrupt(), listening:
         try:
-            _supervise(settings, listening, private, access_log)
+            _supervise(settings, listening, private)
         except KeyboardInterrupt:  # before the supervisor took the signals over: a clean stop all the same
             return
 
@@ -121,9 +120,7 @@ def _bind(settings: Settings) -> socket.socket:
         raise SystemExit(1) from None
 
 
-def _supervise(
-    settings: Settings, listening: socket.socket, private: PrivateStateServer | None, access_log: bool
-) -> None:
+def _supervise(settings: Settings, listening: socket.socket, private: PrivateStateServer | None) -> None:
     try:
         where = None
         if private is not None:
@@ -131,7 +128,7 @@ def _supervise(
             where = private.description
         host, port = listening.getsockname()[:2]
         text = banner(settings, base_url(str(host), int(port)), state=where)
-        config = WorkerConfig(settings, access_log=access_log)
+        config = WorkerConfig(settings, access_log=settings.access_log)
         supervisor = Supervisor(config, [listening], functools.partial(_announce, text))
         supervisor.run()
         if supervisor.failed_to_start:

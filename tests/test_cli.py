@@ -68,7 +68,7 @@ def test_serve_answers_and_stops_cleanly_on_ctrl_c(served: tuple[str, subprocess
 
 @pytest.mark.subprocess
 def test_serve_access_log_prints_a_line_per_request(port: int, wait_until_up: Callable[..., None]) -> None:
-    process = start("bria-mock", "serve", "--port", str(port), "--access-log")
+    process = start("bria-mock", "serve", "--port", str(port), env={"BRIA_MOCK_ACCESS_LOG": "true"})
     base_url = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(base_url, process)

@@ -113,6 +113,16 @@ def test_a_taken_port_exits_1_and_starts_no_state_server(serve: type[Served]) ->
     assert list(served.tmp.iterdir()) == []
 
 
+def test_a_store_that_cannot_be_reached_is_one_line_before_any_worker_starts(serve: type[Served]) -> None:
+    served = serve("--workers", "2", "--state", "redis://user:secret@127.0.0.1:1/0")
+    served.process.wait(timeout=30)
+
+    assert served.process.returncode == 2
+    (line,) = [line for line in served.output.splitlines() if line.strip() and not line.startswith("usage:")]
+    assert "cannot reach the store" in line and "***" in line and "secret" not in served.output
+    assert "worker" not in served.output.lower()  # (refused before any worker started)
+
+
 def feed_broken_rules(path: Path, process: subprocess.Popen[bytes]) -> None:
     """Give every reader of the pipe ``path`` a broken rules file, until ``process`` ends."""
     while process.poll() is None:
