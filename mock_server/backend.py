@@ -1,8 +1,9 @@
 """The fake's state and the rules that decide answers: one ``BriaBackend`` per app, on ``app.state.backend``.
 
 Handlers read HTTP and call these methods; every failure is raised as a ``BriaError``.
-State lives here and nowhere else: jobs and their result images, rules, the journal,
-rate-limit buckets, the clock and its scheduler, webhook deliveries, uploads and the crash log.
+State is reached from here: jobs and their result images, rules, the journal, rate-limit buckets,
+the clock, uploads and the webhook log through ``self.state`` (in memory, or on a shared store:
+see ``mock_server.state``); the scheduler, webhook deliveries and the crash log are this process's.
 """
 
 from __future__ import annotations
@@ -268,8 +269,7 @@ class BriaBackend:
             job.outcome = current.outcome if current is not None else None
             return
         try:
-            async with self.pixel_budget.reserved(_pixels_of(order), wait=None):  # (waits on the loop)
-                outcome = await run_in_threadpool(self.run_order, order, job)
+            outcome = self._ending(order, job) or await self._produce(order, job)
         except Exception as exc:  # as a real 500 would
             self.crashes.record(exc, f"while processing job {job.request_id}")
             outcome = Outcome(JobState.UNKNOWN, error=ServerError("processing failed"))
@@ -277,19 +277,30 @@ class BriaBackend:
             job.task = None
         self.jobs.settle(job, outcome)
 
-    def run_order(self, order: WorkOrder, job: Job) -> Outcome:
-        """Compute a job's outcome from its work order (in a worker thread)."""
-        from mock_server.operations import operation
-
+    @staticmethod
+    def _ending(order: WorkOrder, job: Job) -> Outcome | None:
+        """How the job ends without being computed: a trigger token's failure, or a job rule's ending."""
         forced = JOB_FAILURE_TOKENS.get(order.forced_by or "")
         if forced is not None:
             return Outcome(forced, error=ServerError(f"job failure forced by trigger token {order.forced_by}"))
         if job.timeline is not None and job.timeline.ending is not None:
             return job.timeline.ending
+        return None
+
+    async def _produce(self, order: WorkOrder, job: Job) -> Outcome:
+        """Compute the job's outcome in a worker thread, once the process's pixel budget has room for
+        its decoded images (waiting on the event loop, so that waiting jobs hold no thread)."""
+        from mock_server.operations import operation
+
         produce = operation(order.operation)
-        # Its decoded pixels held in the process's budget while it runs (waiting for room if need be).
-        with self.pixel_budget.held_for_job(produce.decoded_pixels(order.options, order.inputs)):
-            output = produce.produce(order.options, order.inputs)
+        async with self.pixel_budget.reserved(produce.decoded_pixels(order.options, order.inputs), wait=None):
+            return await run_in_threadpool(self.run_order, order, job)
+
+    def run_order(self, order: WorkOrder, job: Job) -> Outcome:
+        """Compute a job's outcome from its work order (in a worker thread, its pixels reserved)."""
+        from mock_server.operations import operation
+
+        output = operation(order.operation).produce(order.options, order.inputs)
         if order.output_unsafe:
             details = "visual_output_content_moderation: the result failed content moderation"
             return Outcome(JobState.ERROR, error=ModerationFailed(details))
@@ -352,10 +363,3 @@ class BriaBackend:
             upload = self.uploaded(path.removeprefix(UPLOADS_PATH))
             return upload[0] if upload else None
         return sample_file(path)
-
-
-def _pixels_of(order: WorkOrder) -> int:
-    """The decoded pixels a job's processing holds."""
-    from mock_server.operations import operation
-
-    return operation(order.operation).decoded_pixels(order.options, order.inputs)

@@ -3,18 +3,15 @@ OpenAPI document are, and which tokens it accepts (uvicorn's own banner names on
 
 from __future__ import annotations
 
-import re
 import socket
 
 import uvicorn
 
-from mock_server.config import Settings
+from mock_server.config import Settings, mask_password
 from mock_server.operations import OPERATIONS, STATUS_PATH
 
 # Shown as an address to open: a wildcard interface is reached through loopback on this machine.
 _WILDCARDS = frozenset({"", "0.0.0.0", "::"})
-_USER_PASSWORD = re.compile(r"^([a-z]+://[^:@/?#]*):[^@/?#]*@", re.IGNORECASE)
-_QUERY_PASSWORD = re.compile(r"(?<=[?&]password=)[^&#]*", re.IGNORECASE)
 
 
 class AnnouncingServer(uvicorn.Server):
@@ -82,9 +79,3 @@ def _state_place(settings: Settings) -> str:
     if settings.state == "memory":
         return "memory (this process's own: a restart loses it)"
     return f"{mask_password(settings.state)} (shared by every process that names it)"
-
-
-def mask_password(url: str) -> str:
-    """``url`` with its password, if any, shown as ``***`` (in the user part or a ``password=`` query field)."""
-    masked = _USER_PASSWORD.sub(r"\1:***@", url, count=1)
-    return _QUERY_PASSWORD.sub("***", masked)

@@ -14,6 +14,7 @@ import dataclasses
 import difflib
 import math
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -291,8 +292,8 @@ class Settings:
     # several processes (workers, hosts) share so that they act as one fake.
     state: str = _setting(
         "memory",
-        "where jobs, results, rules, the journal, rate limits and the clock live: memory, or a Redis/Valkey URL "
-        "that every process naming it shares",
+        "where jobs, results, uploads, rules, the journal, the webhook log, rate limits and the clock live: "
+        "memory, or a Redis/Valkey URL that every process naming it shares",
         parse=parse_state,
         allowed=_STATE_FORM,
         metavar="URL",
@@ -341,6 +342,16 @@ class Settings:
         """A copy with some fields changed."""
         check_names(changes)
         return dataclasses.replace(self, **changes)
+
+
+_USER_PASSWORD = re.compile(r"^([a-z]+://[^:@/?#]*):[^@/?#]*@", re.IGNORECASE)
+_QUERY_PASSWORD = re.compile(r"(?<=[?&]password=)[^&#]*", re.IGNORECASE)
+
+
+def mask_password(url: str) -> str:
+    """``url`` with its password, if any, shown as ``***`` (in the user part or a ``password=`` query field)."""
+    masked = _USER_PASSWORD.sub(r"\1:***@", url, count=1)
+    return _QUERY_PASSWORD.sub("***", masked)
 
 
 def _is_setting_variable(name: str) -> bool:

@@ -133,8 +133,8 @@ class Job:
     # The processing of the job while it runs, until it has set ``outcome`` (in this process).
     task: asyncio.Task[None] | None = dataclasses.field(default=None, repr=False)
     # A job with ``webhook_url`` ends on the fake's clock at ``ends_at`` without being polled (never,
-    # for an IN_PROGRESS timeline); polls of it go by that time alone. ``webhook`` (where it goes)
-    # is known to the process that accepted it, which delivers it.
+    # for an IN_PROGRESS timeline); polls of it go by that time alone. ``webhook`` is where it goes:
+    # whichever ends the job (its schedule, or a due poll, in any process) delivers it, once.
     by_clock: bool = False
     ends_at: float | None = None
     webhook: WebhookTarget | None = dataclasses.field(default=None, repr=False)
@@ -239,7 +239,8 @@ class JobStore:
             return True
 
     async def wait_outcome(self, request_id: str, timeout: float) -> Outcome | None:
-        """(A shared store's: the outcome another process computes.) Here the job's own task is awaited."""
+        """(A shared store's: the outcome another process computes. In memory the backend awaits the
+        job's own task instead; this only reads the outcome.)"""
         job = self.get(request_id)
         return job.outcome if job is not None else None
 

@@ -39,10 +39,10 @@ SMALL_WORK_PIXELS = 512 * 512
 # After work of at least this many pixels, freed memory is handed back to the system.
 RELEASE_AFTER_PIXELS = 4 * 1024 * 1024
 RETRY_AFTER_SECONDS = 1
-_POLL_SECONDS = 0.02  # how often a waiting sync call looks again (only while the budget is full)
+_POLL_SECONDS = 0.02  # how often a waiting reservation looks again (only while the budget is full)
 
-# The pixels a sync call reserved in its request; its job's processing (in a worker thread, with
-# the request's context) then takes nothing more.
+# The pixels reserved in this context (a sync call's request, or a job's processing): a reservation
+# inside it for no more pixels takes nothing more.
 _reserved_by_caller: contextvars.ContextVar[int] = contextvars.ContextVar("reserved_pixels", default=0)
 
 
@@ -144,16 +144,6 @@ class PixelBudget:
         finally:
             with self._changed:
                 self._waiting -= 1
-
-    @contextlib.contextmanager
-    def held_for_job(self, pixels: int) -> Iterator[None]:
-        """Hold ``pixels`` while a job is processed: nothing more when its sync caller reserved
-        them, else waiting as long as the queue ahead takes."""
-        if _reserved_by_caller.get() >= pixels:
-            yield
-            return
-        with self.held_for(pixels, wait=None):
-            yield
 
 
 def busy(field: str, pixels: int, wait: float) -> ServerError:

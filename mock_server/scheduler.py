@@ -3,7 +3,9 @@
 A single asyncio task sleeps until the earliest entry is due, on the fake's clock (real time
 plus what ``advance`` added). Adding work or advancing the clock wakes it (thread-safe: a test
 may advance the clock from its own thread), so advancing the clock runs what falls due at once.
-Due work runs as its own task: a slow receiver never holds up the scheduler or a request.
+Due work runs as its own task: a slow receiver never holds up the scheduler or a request. On a
+shared store another process may advance the clock, which cannot wake this one: the scheduler then
+looks at the clock at least every ``look_every`` seconds, and drops work a reset anywhere came after.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ timestamp, a tampered body, another retry policy), and schedules the attempts on
 clock. A non-2xx answer, a connection error or a timeout is retried with backoff (``attempts``
 in all, waits of ``backoff`` doubling each time) until the receiver answers 2xx: delivery is
 at-least-once, receivers dedupe by ``Bria-Webhook-Id``. Each attempt is signed anew, with the
-wall-clock time of sending as its timestamp. Every attempt is recorded in :class:`WebhookLog`.
+wall-clock time of sending as its timestamp. Every attempt is recorded in the webhook
+log (``webhook_log.WebhookLog``, or the shared store's).
 """
 
 from __future__ import annotations

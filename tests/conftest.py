@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -142,6 +143,13 @@ def wait_until_up_fixture() -> Callable[..., None]:
 
 # Fixtures that serve the fake (or a receiver) on a real loopback socket: a test using one is a
 # ``socket`` test. Everything else runs in-process (``bria_client``, ``bria_inprocess``, ``bria_app``).
+def free_port() -> int:
+    """A loopback port free now (for a server a test starts as a separate process)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 @pytest.fixture(scope="session")
 def state_server() -> Iterator[PrivateStateServer]:
     """A real Valkey/Redis server on a free loopback port, for this test process (see state_server)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -12,15 +11,10 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from mock_server.banner import banner, base_url, mask_password
+from mock_server.banner import banner, base_url
 from mock_server.cli import build_parser, settings_from_args
-from mock_server.config import Settings
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from mock_server.config import Settings, mask_password
+from tests.conftest import free_port
 
 
 @pytest.fixture

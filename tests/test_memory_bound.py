@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import io
 import os
-import socket
 import struct
 import subprocess
 import sys
@@ -24,6 +23,8 @@ from typing import Any
 import httpx
 import pytest
 from PIL import Image
+
+from tests.conftest import free_port
 
 MB = 1024 * 1024
 PEAK_LIMIT = 1024 * MB  # the bound on the process's peak RSS
@@ -75,12 +76,6 @@ def memory_of(pid: int) -> dict[str, int]:
         if name in {"VmRSS", "VmHWM"}:
             fields[name] = int(value.split()[0]) * 1024
     return fields
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ from mock_server.proxy.server import ProxyThread
 from mock_server.proxy.tally import ExchangeSummary, Tally
 from mock_server.proxy.target import Target, check_target
 from mock_server.server import ServerThread
+from tests.conftest import free_port
 
 SECRET = "a-secret-token"
 RMBG = "/v2/image/edit/remove_background"
@@ -309,12 +310,6 @@ def test_the_pinned_connection_refuses_another_port() -> None:
 
     with pytest.raises(httpcore.ConnectError, match="port 8000 only, not 22"):
         anyio.run(backend.connect_tcp, "bria.example", 22)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import base64
 import io
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from PIL import Image
 from mock_server.fixtures.plugin import BriaMock
 from mock_server.fixtures.receiver import WebhookReceiver
 from mock_server.server import ServerThread
-from tests.conftest import TOKEN
+from tests.conftest import TOKEN, free_port
 
 RMBG = "/v2/image/edit/remove_background"
 Pair = tuple[BriaMock, BriaMock]
@@ -237,12 +236,6 @@ def two_processes(state_url: str) -> Iterator[list[str]]:
             process.wait(timeout=10)
             assert process.stderr is not None
             process.stderr.close()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _wait_until_up(url: str) -> None:

@@ -29,6 +29,7 @@ from mock_server.config import Settings
 from mock_server.drift import compare_recording
 from mock_server.server import ServerThread
 from mock_server.verify import HYPOTHESIS_PLUGIN, suite_directory
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.subprocess  # the suite and verify run in their own processes
 
@@ -176,12 +177,6 @@ class Run:
     def report(self) -> dict[str, Any]:
         path = self.work / "report" / "report.json"
         return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

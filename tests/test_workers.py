@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from mock_server.state_server import NO_SERVER, PrivateStateServer, find_server_binary
+from tests.conftest import free_port
 
 pytestmark = [
     pytest.mark.subprocess,
@@ -34,12 +35,6 @@ TOKEN = "cli,token"  # a comma: the workers get the parent's settings as they ar
 PUBLIC_URL = "http://fake.example.test:9"
 SERVING = "bria-mock is serving on "
 SERVER_NAMES = ("valkey-server", "redis-server")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Served:

@@ -1,6 +1,6 @@
 """Jobs on the shared store: any process polls, processes (once) and serves the result of any job.
 
-Keys (after the ``bria-mock:`` prefix): ``job:<id>`` a hash (``meta``, ``polls``, ``outcome``, and until
+Keys (after the ``bria-mock:`` prefix): ``job:<id>`` a hash (``meta``, ``owner``, ``polls``, ``outcome``, and until
 it is processed ``work`` with one ``img:<field>`` per input image), ``result:<id>`` the result image,
 ``jobs`` the jobs by creation time, ``job-sizes`` and ``job-bytes`` the bytes each holds and their sum,
 ``claim:<id>`` the process processing it, ``delivered:<id>`` that its webhook went out.
@@ -83,8 +83,8 @@ redis.call('INCRBY', KEYS[3], ARGV[7])
 _POLL = """
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return false end
 local polls = redis.call('HINCRBY', KEYS[1], 'polls', 1)
-local fields = redis.call('HMGET', KEYS[1], 'meta', 'outcome', 'work')
-return {fields[1], polls, fields[2] or '', fields[3] or ''}
+local fields = redis.call('HMGET', KEYS[1], 'meta', 'outcome')
+return {fields[1], polls, fields[2] or ''}
 """
 # Give a job its outcome once, its result image instead of its inputs. KEYS: job, result, sizes, bytes.
 # ARGV: id, outcome, image ('' when none), result time-to-live (ms).
@@ -333,8 +333,9 @@ def _work(spec: dict[str, Any], fields: dict[bytes, Any]) -> WorkOrder:
     )
 
 
-def _outcome_json(outcome: Outcome, *, with_image: bool = False) -> bytes:
-    return encode(_outcome_record(outcome, with_image=with_image))
+def _outcome_json(outcome: Outcome) -> bytes:
+    """A job's outcome as its hash keeps it (its image is kept under ``result:<id>``)."""
+    return encode(_outcome_record(outcome, with_image=False))
 
 
 def _outcome_record(outcome: Outcome, *, with_image: bool) -> dict[str, Any]:

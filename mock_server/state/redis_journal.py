@@ -1,8 +1,9 @@
 """The journal and the webhook attempt log on the shared store: every process's records in one list each.
 
-Each record is kept serialised (``<number> <json>``) and counted by those bytes; one script adds it
-and drops the oldest past the count or the bytes, so the bounds hold whatever the number of
-processes. Keys: ``journal``, ``journal-bytes``, ``journal-ids`` (and the same for ``webhook-log``).
+Each record is kept serialised (``<number> <owner's namespace id, or -> <json>``) and counted by
+those bytes; one script adds it and drops the oldest past the count or the bytes, so the bounds hold
+whatever the number of processes. Keys: ``journal``, ``journal-bytes``, ``journal-ids`` (and the same
+for ``webhook-log``).
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ class Store:
         try:
             self.client.ping()
         except redis.RedisError as exc:
-            from mock_server.banner import mask_password
+            from mock_server.config import mask_password
 
             raise ValueError(f"state {mask_password(url)}: cannot reach the store ({exc})") from None
         self.namespace_id = self.namespaces()
