@@ -118,7 +118,7 @@ def scenarios() -> list[Scenario]:
     invalid = json_body(preserve_alpha="yes")  # no image, and a wrong type: 400 naming a field
     return [
         Scenario("bare POST (baseline)", "baseline", lambda _: post(SUBMIT_PATH, valid), 202),
-        Scenario("async submit (202)", "fake", lambda _: post(SUBMIT_PATH, valid), 202, "bare POST (baseline)", 0.5),
+        Scenario("async submit (202)", "fake", lambda _: post(SUBMIT_PATH, valid), 202, "bare POST (baseline)", 0.6),
         Scenario(
             "401, no api_token", "fake", lambda _: post(SUBMIT_PATH, valid, None), 401, "bare POST (baseline)", 0.7
         ),
