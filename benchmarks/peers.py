@@ -9,7 +9,7 @@ Every server is its own process on a free loopback port, started as its users st
   the submit answers 202 with a ``request_id`` and ``status_url``, the status a ``COMPLETED`` body.
 - **bria-mock**: ``python -m mock_server serve --port P`` (the README's command: default settings,
   output to /dev/null), plus ``--workers 2`` and ``--state redis://...`` (a private server from
-  :class:`mock_server.state_server.PrivateStateServer`). A row whose option this checkout does not
+  :class:`mock_server.state_server.PrivateStateServer`). A row whose option the installed bria-mock does not
   have yet, or does not act on, is reported "not available". One more row adds ``--access-log true``
   (a line per request, as uvicorn logs by default): what that line costs.
 - **bare Starlette**: ``serve.py baseline`` on the fake's stack (uvloop + httptools) with the same
@@ -194,7 +194,7 @@ def bria_mock(*options: str) -> Iterator[str]:
 
 @contextmanager
 def bria_mock_workers(workers: int) -> Iterator[str]:
-    """``bria-mock serve --workers N``; not available where this checkout serves one process anyway."""
+    """``bria-mock serve --workers N``; not available where the installed bria-mock serves one process anyway."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     environment = {k: v for k, v in os.environ.items() if not k.startswith("BRIA_MOCK_")}
@@ -204,7 +204,7 @@ def bria_mock_workers(workers: int) -> Iterator[str]:
         # uvicorn's supervisor starts the workers as its children (a private state server is one more).
         while len(children(started.pid)) < workers:
             if time.monotonic() > deadline:
-                raise Unavailable(f"--workers {workers} is accepted but serves one process in this checkout")
+                raise Unavailable(f"--workers {workers} is accepted but serves one process")
             time.sleep(0.2)
         wait_shared(base_url)
         yield base_url
@@ -217,12 +217,12 @@ def bria_mock_redis() -> Iterator[str]:
 
     with PrivateStateServer(tcp=True) as store, bria_mock("--state", store.url) as base_url:
         if not store_used(store.url, base_url):
-            raise Unavailable("--state is accepted but this checkout keeps its state in memory")
+            raise Unavailable("--state is accepted but the state stays in memory")
         yield base_url
 
 
 class Unavailable(RuntimeError):
-    """The row's option is not in this checkout (or does nothing yet)."""
+    """The row's option is not in the installed bria-mock (or does nothing there)."""
 
 
 def store_used(url: str, base_url: str) -> bool:
@@ -364,7 +364,7 @@ def peers_report(peers: dict[str, Peer]) -> dict[str, Any]:
     return {"rows": rows, "targets": targets(peers)}
 
 
-# (numerator, denominator, route, at least): the issue's targets, as ratios of per-round rates.
+# (numerator, denominator, route, at least): the targets (docs/performance.md), as ratios of per-round rates.
 TARGETS = (
     ("bria-mock, 1 process", "bare Starlette, same stack", "submit", 0.6),
     ("bria-mock, 1 process", "bare Starlette, same stack", "status", 0.7),

@@ -1,4 +1,4 @@
-"""The hostile-input table (issue 8): garbage in, a documented 4xx envelope out, never a 500.
+"""The hostile-input table (docs/limits-and-security.md): garbage in, a documented 4xx envelope out, never a 500.
 
 Every row is a request to the fake over HTTP. Through the ``api`` fixture every answer is
 checked against ``schemas/`` as it arrives, and the plugin fails the test if the fake

@@ -1,4 +1,4 @@
-"""Issue 15, memory: with default settings no request sequence takes the fake above 1 GB RSS, and it
+"""Memory: with default settings no request sequence takes the fake above 1 GB RSS, and it
 hands the memory back afterwards.
 
 The fake runs as its own process (``bria-mock serve`` with the README's defaults) so that its
@@ -27,7 +27,7 @@ from PIL import Image
 from tests.conftest import free_port
 
 MB = 1024 * 1024
-PEAK_LIMIT = 1024 * MB  # the issue's bound on the process's peak RSS
+PEAK_LIMIT = 1024 * MB  # the bound on the process's peak RSS (docs/limits-and-security.md)
 SETTLE_MARGIN = 300 * MB  # RSS after the load, over its idle size
 DECLARED_SIDE = 7999
 TOKEN = "memory-test"

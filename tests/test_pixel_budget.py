@@ -1,4 +1,4 @@
-"""Issue 15, memory: decoded pixels are the cost. A limit per request (413), a budget for the whole
+"""Memory: decoded pixels are the cost. A limit per request (413), a budget for the whole
 process (work waits for room; a sync call at most ``decode_wait_seconds``, then 503), decoding at
 reduced size where the operation allows, and no full decode where the header tells enough.
 

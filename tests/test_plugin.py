@@ -495,7 +495,7 @@ def test_the_rate_limit_is_read_and_set_through_the_handle(bria_mock: BriaMock) 
         bria_mock.set_rate_limit(7)
         assert bria_mock.rate_limit() == 7
     finally:
-        bria_mock.set_rate_limit(None)  # a reset keeps it (issue 18): leave the session's fake as found
+        bria_mock.set_rate_limit(None)  # a reset puts it back to the configured one: leave the session's fake as found
 
 
 def test_a_misspelt_criterion_is_refused_naming_the_closest(bria_mock: BriaMock) -> None:
