@@ -1,6 +1,6 @@
 """The fake's own cost per request, in-process: the ASGI app called directly, no sockets, no server.
 
-    python benchmarks/request_path.py [--requests 5000] [--rounds 5] [--profile submit|status]
+    python benchmarks/request_path.py [--requests 5000] [--rounds 5] [--profile submit|status] [--state URL]
     py-spy record -r 2000 -f raw -o /tmp/submit.txt -- python benchmarks/request_path.py --only submit --requests 9000
 
 Times the async submit (a 32x32 JPEG in base64, as ``run.py`` sends it) and a status poll of a

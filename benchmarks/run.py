@@ -4,17 +4,18 @@ Starts the fake (``create_app(Settings())``) and the baseline (``baseline_app.py
 JSON) as two uvicorn processes on free loopback ports, with identical settings (``serve.py``:
 same loop and HTTP implementation, 1 worker, no access log, log level warning), and measures:
 
-1. async submit (202, tiny JPEG, full validation, journal on) vs the bare POST;
-2. status poll of an existing job vs the bare GET;
-3. the error paths, 401 (no token) and 400 (invalid body), vs the bare POST;
-4. sync remove_background / replace_background on a ~1 MP JPEG over HTTP vs bare Pillow
-   (decode the JPEG, encode an RGBA PNG of its size), timed in the same run;
+1. peers (``peers.py``): WireMock, bria-mock as ``bria-mock serve`` runs it (one process, ``--workers 2``,
+   ``--state redis://``) and the bare app on the same stack, on submit and status, in one table;
+2. async submit (202, tiny JPEG, full validation, journal on) vs the bare POST;
+3. status poll of an existing job vs the bare GET;
+4. the error paths, 401 (no token) and 400 (invalid body), vs the bare POST;
 5. the submit path's p99 vs its p50 under load;
-6. start-up (``startup.py``): ``import mock_server`` in a fresh interpreter, the pytest plugin's
+6. sync remove_background / replace_background on a ~1 MP JPEG over HTTP vs bare Pillow
+   (decode the JPEG, encode an RGBA PNG of its size), timed in the same run;
+7. start-up (``startup.py``): ``import mock_server`` in a fresh interpreter, the pytest plugin's
    import, ``ServerThread().start()`` until ready, the fixtures' cost per test;
-7. memory: RSS of one fake after 10,000 and after 100,000 async jobs (``--skip-memory``: the long one);
-8. peers (``peers.py``): WireMock, bria-mock as ``bria-mock serve`` runs it (one process, ``--workers 2``,
-   ``--state redis://``) and the bare app on the same stack, on submit and status, in one table.
+8. memory: RSS of one fake after 10,000 and after 100,000 async jobs (``--skip-memory``: the long one;
+   with state on a store: ``memory_store.py``).
 
 Server processes are ``servers.py``; load generators ``loadgen.py``.
 
@@ -95,7 +96,7 @@ def get(path: str, token: str | None = TOKEN) -> Request:
     return Request("GET", path, {"api_token": token} if token is not None else {})
 
 
-# --- load scenarios (1, 2, 3, 5) ------------------------------------------------------------
+# --- load scenarios (2, 3, 4, 5) ------------------------------------------------------------
 
 
 @dataclass
@@ -228,7 +229,7 @@ def load_rows(cases: list[Scenario]) -> list[dict[str, Any]]:
     return rows
 
 
-# --- sync imaging over HTTP (4) ---------------------------------------------------------------
+# --- sync imaging over HTTP (6) ---------------------------------------------------------------
 
 
 def run_sync(fake: Served, runs: int) -> list[dict[str, Any]]:
@@ -267,7 +268,7 @@ def run_sync(fake: Served, runs: int) -> list[dict[str, Any]]:
     return rows
 
 
-# --- memory (7) -----------------------------------------------------------------------------------
+# --- memory (8) -----------------------------------------------------------------------------------
 
 
 def run_memory(loop: str, http: str, connections: int) -> dict[str, Any]:
