@@ -37,7 +37,9 @@ class Store:
 
         self.url = url
         # (Typed loosely: redis-py's annotations cover both reply types; here replies are always bytes.)
-        self.client: Any = redis.Redis.from_url(url, socket_timeout=30, health_check_interval=30)
+        self.client: Any = redis.Redis.from_url(
+            url, socket_timeout=30, health_check_interval=30, single_connection_client=True
+        )
         self.view = SharedView(self)
         try:
             self.client.ping()
