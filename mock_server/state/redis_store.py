@@ -36,17 +36,19 @@ class Store:
         import redis
 
         self.url = url
-        # (Typed loosely: redis-py's annotations cover both reply types; here replies are always bytes.)
-        self.client: Any = redis.Redis.from_url(
-            url, socket_timeout=30, health_check_interval=30, single_connection_client=True
-        )
-        self.view = SharedView(self)
         try:
+            # One connection per process, behind redis-py's lock (threads share it), rather than one
+            # taken from a pool and given back for every call. (Typed loosely: redis-py's annotations
+            # cover both reply types; here replies are always bytes.)
+            self.client: Any = redis.Redis.from_url(
+                url, socket_timeout=30, health_check_interval=30, single_connection_client=True
+            )
             self.client.ping()
         except redis.RedisError as exc:
             from mock_server.config import mask_password
 
             raise ValueError(f"state {mask_password(url)}: cannot reach the store ({exc})") from None
+        self.view = SharedView(self)
         self.namespace_id = self.namespaces()
         self._scripts: dict[str, Any] = {}
 
