@@ -61,9 +61,8 @@ class BriaBackend:
         self.crashes = CrashLog()
         self.playback: Playback | None = None  # a recording that answers first (serve --playback)
         look_every = SHARED_CLOCK_LOOK_SECONDS if self.state.shared else None
-        resets = self.state.resets if self.state.shared else None
         self.scheduler = Scheduler(
-            self.clock, self.crashes.record, refresh=self.state.refresh, look_every=look_every, resets=resets
+            self.clock, self.crashes.record, self.state.resets, refresh=self.state.refresh, look_every=look_every
         )
         self.clock.on_advance(self.scheduler.wake)  # advancing the clock runs what falls due
         self.webhooks = Webhooks(
@@ -187,7 +186,7 @@ class BriaBackend:
     async def _end_and_deliver(self, accepted: Job) -> None:
         """A webhook job's time has come: process it (unless a poll already did) and deliver it."""
         job = self.jobs.get(accepted.request_id)
-        if job is None or (not self.jobs.shared and job is not accepted):
+        if job is None or (not self.state.shared and job is not accepted):
             return  # expired, or gone with a reset
         await self._process(job)
         while job.outcome is None and job.task is not None:  # (processing over a minute: keep waiting)
@@ -217,29 +216,21 @@ class BriaBackend:
     async def _process(self, job: Job) -> None:
         """Process an async job unless it is done, and wait for it (every caller waits for the same run).
 
-        A sync job is processed by its own request: a poll while it runs answers IN_PROGRESS. With a
-        shared store, the process that claims the job runs it; the others wait for its outcome.
+        A sync job is processed by its own request: a poll while it runs answers IN_PROGRESS. The
+        first to claim the job runs it, in a task of its own (a poll that leaves does not stop it); the
+        others wait for its outcome. On a shared store a claim whose process stopped renewing it (it
+        died) lapses, and the next to look claims the job itself.
         """
         if job.outcome is not None or job.sync:
             return
-        if self.jobs.shared:
-            await self._process_shared(job)
-            return
-        if job.task is None:
-            job.task = self._start(self._run(job))
-        await asyncio.wait({job.task}, timeout=PROCESSING_TIMEOUT_SECONDS)
-
-    async def _process_shared(self, job: Job) -> None:
-        """Claim the job and process it, or wait for the process that claimed it; a claim whose process
-        stopped renewing it (it died) lapses, and the next to look claims the job itself."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + PROCESSING_TIMEOUT_SECONDS
         while job.outcome is None and (left := deadline - loop.time()) > 0:
-            if self.jobs.claim(job.request_id):
-                # A task of its own, as in memory: a poll that leaves does not stop the processing.
-                await asyncio.wait({self._start(self._run_claimed(job))}, timeout=left)
+            if self.jobs.claim(job):
+                job.task = self._start(self._run_claimed(job))
+                await asyncio.wait({job.task}, timeout=left)
                 return
-            job.outcome = await self.jobs.wait_outcome(job.request_id, left)
+            job.outcome = await self.jobs.wait_outcome(job, left)
 
     async def _run_claimed(self, job: Job) -> None:
         """Process a claimed job, renewing the claim while it runs (however long it waits for pixels)."""

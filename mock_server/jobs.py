@@ -165,8 +165,6 @@ class JobStore:
         self._bytes = 0
         self._lock = threading.Lock()  # the plugin's handle reads and resets from a test's thread
 
-    shared = False  # jobs live in this process: its own tasks process them
-
     def __len__(self) -> int:
         return len(self._jobs)
 
@@ -222,9 +220,9 @@ class JobStore:
     def save_schedule(self, job: Job) -> None:
         """Keep ``by_clock`` and ``ends_at`` once set (a store in memory holds the job itself)."""
 
-    def claim(self, request_id: str) -> bool:
-        """Whether this process may process the job (a shared store lets only one; here: its task decides)."""
-        return True
+    def claim(self, job: Job) -> bool:
+        """Whether the caller processes the job: the first to ask (the job has no task yet)."""
+        return job.task is None
 
     def renew_claim(self, request_id: str) -> None:
         """(A shared store's: keep this process's claim while it processes the job.)"""
@@ -238,11 +236,11 @@ class JobStore:
             job.delivered = True
             return True
 
-    async def wait_outcome(self, request_id: str, timeout: float) -> Outcome | None:
-        """(A shared store's: the outcome another process computes. In memory the backend awaits the
-        job's own task instead; this only reads the outcome.)"""
-        job = self.get(request_id)
-        return job.outcome if job is not None else None
+    async def wait_outcome(self, job: Job, timeout: float) -> Outcome | None:
+        """The outcome the job's task computes, once it is there (None: not within ``timeout``, or no task)."""
+        if job.task is not None:
+            await asyncio.wait({job.task}, timeout=timeout)
+        return job.outcome
 
     def result_image(self, request_id: str) -> bytes | None:
         """A job's result image, or None (no such job, not ended, or no image)."""

@@ -49,10 +49,10 @@ class Scheduler:
         self,
         clock: Clock,
         on_crash: Callable[[BaseException, str], None],
+        resets: Resets,
         *,
         refresh: Callable[[], None] = lambda: None,
         look_every: float | None = None,
-        resets: Resets | None = None,
     ) -> None:
         self._clock = clock
         self._on_crash = on_crash
@@ -60,7 +60,7 @@ class Scheduler:
         # store the scheduler reads the clock again (``refresh``) at least every ``look_every`` seconds.
         self._refresh = refresh
         self._look_every = look_every
-        # Resets made by other processes (a shared store): work scheduled before one is dropped when due.
+        # Resets made by other processes (a shared store's marks): work scheduled before one is dropped when due.
         self._resets = resets
         self._heap: list[_Entry] = []
         self._order = itertools.count()
@@ -84,7 +84,7 @@ class Scheduler:
     def at(self, due: float, work: Work, owner: str | None = None) -> None:
         """Run ``work`` once the fake's clock reaches ``due`` (on the running loop)."""
         self.start()  # an app served without a lifespan (in-process) starts it on first use
-        stamp = self._resets.stamp(owner) if self._resets is not None else None
+        stamp = self._resets.stamp(owner)
         with self._lock:
             heapq.heappush(self._heap, _Entry(due, next(self._order), owner, work, stamp))
         self.wake()
@@ -125,7 +125,7 @@ class Scheduler:
             self._wake.clear()
             self._refresh()
             for entry in self._pop_due():
-                if self._resets is not None and not self._resets.current(entry.owner, entry.stamp):
+                if not self._resets.current(entry.owner, entry.stamp):
                     self._finished_entry()  # a reset came since it was scheduled: dropped
                     continue
                 task = asyncio.get_running_loop().create_task(entry.work())

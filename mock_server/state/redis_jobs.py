@@ -105,8 +105,6 @@ return 1
 class RedisJobStore:
     """``jobs.JobStore`` on the store: the same bounds, shared by every process."""
 
-    shared = True
-
     def __init__(self, store: Store, clock: Clock, settings: Settings) -> None:
         self._store = store
         self._clock = clock
@@ -174,10 +172,10 @@ class RedisJobStore:
     def save_schedule(self, job: Job) -> None:
         self._store.client.hset(self._key(job.request_id), "meta", _meta(job))
 
-    def claim(self, request_id: str) -> bool:
+    def claim(self, job: Job) -> bool:
         """Whether this process processes the job: the first to ask, of all processes."""
-        claimed = self._store.client.set(self._store.key("claim", request_id), process_id(), nx=True, ex=CLAIM_SECONDS)
-        return bool(claimed)
+        key = self._store.key("claim", job.request_id)
+        return bool(self._store.client.set(key, process_id(), nx=True, ex=CLAIM_SECONDS))
 
     def renew_claim(self, request_id: str) -> None:
         """Keep this process's claim on the job while it processes it."""
@@ -188,9 +186,10 @@ class RedisJobStore:
         key = self._store.key("delivered", request_id)
         return bool(self._store.client.set(key, process_id(), nx=True, ex=max(1, int(self._ttl))))
 
-    async def wait_outcome(self, request_id: str, timeout: float) -> Outcome | None:
+    async def wait_outcome(self, job: Job, timeout: float) -> Outcome | None:
         """The outcome another process is computing, once it is there; None when it is not there within
         ``timeout``, or when the claim has lapsed without one (its process died: claim the job again)."""
+        request_id = job.request_id
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
