@@ -135,19 +135,17 @@ def wait_until_up(base_url: str, process: subprocess.Popen[bytes] | None = None)
     raise AssertionError("bria-mock did not come up")
 
 
-@pytest.fixture(name="wait_until_up")
-def wait_until_up_fixture() -> Callable[..., None]:
-    """``wait_until_up(base_url, process=None)``: for tests that start the fake as a process."""
-    return wait_until_up
-
-
-# Fixtures that serve the fake (or a receiver) on a real loopback socket: a test using one is a
-# ``socket`` test. Everything else runs in-process (``bria_client``, ``bria_inprocess``, ``bria_app``).
 def free_port() -> int:
     """A loopback port free now (for a server a test starts as a separate process)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+@pytest.fixture(name="wait_until_up")
+def wait_until_up_fixture() -> Callable[..., None]:
+    """``wait_until_up(base_url, process=None)``: for tests that start the fake as a process."""
+    return wait_until_up
 
 
 @pytest.fixture(scope="session")
@@ -171,6 +169,8 @@ def state_url(state_server: PrivateStateServer) -> str:
     return state_server.url
 
 
+# Fixtures that serve the fake (or a receiver) on a real loopback socket: a test using one is a
+# ``socket`` test. Everything else runs in-process (``bria_client``, ``bria_inprocess``, ``bria_app``).
 SOCKET_FIXTURES = frozenset(
     {
         "bria_mock",

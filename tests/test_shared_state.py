@@ -23,7 +23,7 @@ from PIL import Image
 from mock_server.fixtures.plugin import BriaMock
 from mock_server.fixtures.receiver import WebhookReceiver
 from mock_server.server import ServerThread
-from tests.conftest import TOKEN, free_port
+from tests.conftest import TOKEN, free_port, wait_until_up
 
 RMBG = "/v2/image/edit/remove_background"
 Pair = tuple[BriaMock, BriaMock]
@@ -227,7 +227,7 @@ def two_processes(state_url: str) -> Iterator[list[str]]:
         urls.append(f"http://127.0.0.1:{port}")
     try:
         for url in urls:
-            _wait_until_up(url)
+            wait_until_up(url)
         yield urls
     finally:
         for process in processes:
@@ -236,17 +236,6 @@ def two_processes(state_url: str) -> Iterator[list[str]]:
             process.wait(timeout=10)
             assert process.stderr is not None
             process.stderr.close()
-
-
-def _wait_until_up(url: str) -> None:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/bria-mock/health").status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.05)
-    raise AssertionError(f"{url} did not start")
 
 
 @pytest.mark.subprocess
