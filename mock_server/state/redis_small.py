@@ -196,10 +196,13 @@ class RedisUploads:
         return name
 
     def get(self, name: str) -> tuple[bytes, str] | None:
-        data, content_type = self._store.client.hmget(self._keys[0], name), self._store.client.hget(self._keys[1], name)
-        if data[0] is None or content_type is None:
+        pipe = self._store.client.pipeline(transaction=False)
+        pipe.hget(self._keys[0], name)
+        pipe.hget(self._keys[1], name)
+        data, content_type = pipe.execute()
+        if data is None or content_type is None:
             return None
-        return data[0], content_type.decode()
+        return data, content_type.decode()
 
     def clear(self) -> None:
         self._store.delete_matching("uploads:*")

@@ -48,9 +48,9 @@ class Store:
             from mock_server.config import mask_password
 
             raise ValueError(f"state {mask_password(url)}: cannot reach the store ({exc})") from None
+        self._scripts: dict[str, Any] = {}
         self.view = SharedView(self)
         self.namespace_id = self.namespaces()
-        self._scripts: dict[str, Any] = {}
 
     def key(self, *parts: str) -> str:
         return PREFIX + ":".join(parts)
@@ -102,7 +102,7 @@ class SharedView:
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._script = store.client.register_script(_VIEW)
+        self._script = store.script("view", _VIEW)
         self._owner: object = None
         self._values: tuple[float, int, str] = (0.0, 0, NO_LIMIT)
         self._time = (0.0, 0.0)  # (the store's seconds, this process's monotonic seconds) at the last read
